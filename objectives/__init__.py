@@ -1,0 +1,31 @@
+"""Focal loss for gradient-boosted trees (XGBoost and LightGBM): pure math, no domain.
+
+    FL = -alpha_t (1 - p_t)^gamma log p_t
+
+Focal loss down-weights easy examples so boosting spends its capacity on the rare,
+hard ones. Everything here takes raw margins and returns gradients and hessians with
+respect to them; numpy arrays are processed on the CPU (fused numba kernels), CuPy arrays
+on the GPU (fused CUDA kernels).
+"""
+
+from .focal import FocalLoss
+from .lightgbm_adapter import LightGBMMetric, LightGBMObjective
+from .metrics import average_precision
+from .multiclass import MulticlassFocalLoss
+from .sklearn import FocalLGBMClassifier, FocalXGBClassifier, sigmoid
+from .xgboost_adapter import XGBoostMetric, XGBoostObjective, booster_params, train_on_device
+
+__all__ = [
+    "FocalLoss",
+    "MulticlassFocalLoss",
+    "XGBoostObjective",
+    "XGBoostMetric",
+    "LightGBMObjective",
+    "LightGBMMetric",
+    "FocalXGBClassifier",
+    "FocalLGBMClassifier",
+    "booster_params",
+    "train_on_device",
+    "average_precision",
+    "sigmoid",
+]
