@@ -1,0 +1,162 @@
+"""The run configuration: one TOML file, validated by pydantic, with defaults for the
+embedded simulated data.
+
+Sections: ``[columns]`` maps a user's column names onto ours; ``[data]`` sets the label
+delay and how much bad input is tolerated; ``[features]`` the windows; ``[split]``,
+``[search]``, ``[policy]``, ``[gate]`` drive the nightly job; ``[registry]`` says where
+models live; ``[simulation]`` sizes the embedded default data.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("defaults") / "config.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnMapping(_Section):
+    """Our column name -> the name in the user's table. Optional columns may be None."""
+
+    transaction_id: str = "transaction_id"
+    timestamp: str = "timestamp"
+    card_id: str = "card_id"
+    terminal_id: str = "terminal_id"
+    amount: str = "amount"
+    currency: str | None = None
+    channel: str | None = None
+    country: str | None = None
+    merchant_category: str | None = None
+    device_id: str | None = None
+    card_lat: str | None = None
+    card_lon: str | None = None
+    terminal_lat: str | None = None
+    terminal_lon: str | None = None
+    label: str | None = "label"
+    label_time: str | None = None
+    fraud_pattern: str | None = None  # kind of fraud, for per-class metrics in the report
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("transaction_id", "timestamp", "card_id", "terminal_id", "amount")
+
+    def present(self) -> dict[str, str]:
+        """Our name -> source name, for the columns that are mapped."""
+        return {ours: theirs for ours, theirs in self.model_dump().items() if theirs}
+
+    @property
+    def has_locations(self) -> bool:
+        return all((self.card_lat, self.card_lon, self.terminal_lat, self.terminal_lon))
+
+
+class DataConfig(_Section):
+    label_delay_days: float = Field(7.0, ge=0)
+    max_bad_row_fraction: float = Field(0.01, ge=0, le=1)
+    chunk_rows: int = Field(250_000, gt=0)
+    quarantine_dir: str = "quarantine"
+
+    @property
+    def label_delay(self) -> timedelta:
+        return timedelta(days=self.label_delay_days)
+
+
+class FeatureConfig(_Section):
+    """Windows in seconds. Each window is aligned to buckets (see fraud.features.spec)."""
+
+    card_windows: tuple[int, ...] = (3600, 86400, 7 * 86400, 30 * 86400)
+    terminal_windows: tuple[int, ...] = (86400, 7 * 86400, 30 * 86400)
+    label_windows: tuple[int, ...] = (7 * 86400, 30 * 86400)
+    history_window: int = 30 * 86400
+    night_hours: tuple[int, int] = (0, 6)
+
+    @field_validator("card_windows", "terminal_windows", "label_windows")
+    @classmethod
+    def _positive(cls, v):
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be positive numbers of seconds")
+        return tuple(sorted(set(v)))
+
+
+class SplitConfig(_Section):
+    """Time-ordered evaluation windows, in days, counted back from the newest label-complete day."""
+
+    train_days: int = Field(90, gt=0)
+    validation_days: int = Field(21, gt=0)
+    test_days: int = Field(21, gt=0)
+    gap_days: float | None = None  # default: the label delay
+    prequential_folds: int = Field(2, ge=1)
+
+
+class SearchConfig(_Section):
+    time_budget_s: float = Field(240, gt=0)
+    max_trials: int = Field(12, gt=0)
+    gammas: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
+    alphas: tuple[float | None, ...] = (0.25, 0.5, 0.75)
+    max_depths: tuple[int, ...] = (4, 6)
+    learning_rates: tuple[float, ...] = (0.05, 0.1)
+    max_rounds: int = Field(400, gt=0)
+    early_stopping_rounds: int = Field(30, gt=0)
+    candidates: tuple[str, ...] = ("focal_xgb", "focal_lgbm", "logistic_xgb", "weighted_logistic_xgb")
+    calibration: str = "isotonic"
+    seed: int = 0
+    n_jobs: int | None = None
+
+    @field_validator("calibration")
+    @classmethod
+    def _calibration(cls, v):
+        if v not in ("isotonic", "platt"):
+            raise ValueError("calibration must be 'isotonic' or 'platt'")
+        return v
+
+
+class PolicyConfig(_Section):
+    review_capacity_per_day: float = Field(60, ge=0)
+    review_cost: float = Field(5.0, ge=0)
+    false_decline_cost: float = Field(15.0, ge=0)
+    fraud_loss_multiplier: float = Field(1.0, ge=0)
+    target_recall: float | None = Field(None, gt=0, le=1)
+    decline_precision_floor: float = Field(0.8, ge=0, le=1)
+
+
+class GateConfig(_Section):
+    average_precision_tolerance: float = Field(0.01, ge=0)
+    recall_at_capacity_tolerance: float = Field(0.02, ge=0)
+
+
+class RegistryConfig(_Section):
+    uri: str = "registry"  # a local directory or s3://bucket/prefix
+
+
+class SimulationConfig(_Section):
+    days: int = Field(180, gt=0)
+    start_date: str = "2026-01-01"
+    n_customers: int = Field(5000, gt=0)
+    n_terminals: int = Field(2000, gt=0)
+    seed: int = 42
+
+
+class FraudConfig(_Section):
+    columns: ColumnMapping = ColumnMapping()
+    data: DataConfig = DataConfig()
+    features: FeatureConfig = FeatureConfig()
+    split: SplitConfig = SplitConfig()
+    search: SearchConfig = SearchConfig()
+    policy: PolicyConfig = PolicyConfig()
+    gate: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    simulation: SimulationConfig = SimulationConfig()
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> FraudConfig:
+    """Read a TOML config (the packaged default when ``path`` is None), then apply
+    ``overrides`` (nested dict, same shape as the TOML)."""
+    raw = tomllib.loads(Path(path or DEFAULT_CONFIG_PATH).read_text())
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return FraudConfig.model_validate(raw)

@@ -1,0 +1,289 @@
+"""Online features: one transaction at a time against per-entity state in a key-value store.
+
+Per card and per terminal the state holds running totals (count, sum, sum of squares of
+amounts, last time) and, per bucket width, the totals as they stood before the first
+transaction of each recent bucket. A window's aggregate is "totals now" minus "totals
+before the window's first bucket with activity": the same numbers, added in the same
+order, as ``batch.build_features``. Old buckets are pruned on every update, so the state
+is bounded by the longest window.
+
+Each entity's state is read, used and written back atomically (``KeyValueStore.update``:
+versioned conditional write, retried on conflict), so a transaction's own update is
+visible to the next transaction of the same card, also under concurrency.
+
+Transactions must arrive in time order per entity (as an authorisation stream does);
+labels arrive through ``add_label`` at the time they become known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import datetime
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds
+from ..storage.kv import KeyValueStore
+from . import derive
+from .spec import (CARD, CARD_TERMINAL, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL, TRANSACTION,
+                   WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
+
+NAN = float("nan")
+
+
+def entity_key(kind: str, entity_id: str) -> str:
+    """Store key: the id is hashed so card numbers never sit in the table in clear."""
+    return f"{kind}#{hashlib.sha256(str(entity_id).encode()).hexdigest()[:32]}"
+
+
+def short_hash(value: str) -> str:
+    return hashlib.sha256(str(value).encode()).hexdigest()[:16]
+
+
+def to_epoch_seconds(value) -> int:
+    """datetime / pandas Timestamp / ISO-8601 text / epoch number -> whole UTC seconds."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return math.floor(value)
+    if isinstance(value, str):
+        value = pd.Timestamp(value)
+    if isinstance(value, datetime):
+        ts = pd.Timestamp(value)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return int(ts.value // 1_000_000_000)
+    raise TypeError(f"cannot read a timestamp from {value!r}")
+
+
+def _empty_state() -> dict:
+    return {"n": 0, "s": 0.0, "q": 0.0, "last": None, "snaps": {}}
+
+
+def _base(snaps: list, begin_bucket: int, current: list) -> list:
+    """Totals before the first active bucket >= begin_bucket (or now, if none)."""
+    for entry in snaps:
+        if entry[0] >= begin_bucket:
+            return entry
+    return current
+
+
+def _record_bucket(state_snaps: dict, t: int, granularities: dict[int, int], current: list) -> None:
+    """Snapshot the totals at the start of t's bucket, per width; prune expired buckets."""
+    for g, keep in granularities.items():
+        b = t // g
+        snaps = state_snaps.setdefault(str(g), [])
+        if not snaps or snaps[-1][0] < b:
+            snaps.append([b, *current])
+        oldest = b - keep + 1
+        while snaps and snaps[0][0] < oldest:
+            snaps.pop(0)
+
+
+class OnlineFeatures:
+    """Compute features for one transaction and fold it into the state."""
+
+    def __init__(self, spec: FeatureSpec, store: KeyValueStore, ttl_seconds: float | None = None):
+        self.spec = spec
+        self.store = store
+        self.ttl = ttl_seconds if ttl_seconds is not None else spec.history_window + 7 * 86400
+        aggs = WINDOW_AGGREGATIONS + HISTORY_AGGREGATIONS
+        self._card_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(CARD) if f.window]
+        self._term_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(TERMINAL)
+                              if f.aggregation in WINDOW_AGGREGATIONS]
+        self._label_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(TERMINAL)
+                               if f.aggregation in LABEL_AGGREGATIONS]
+        self._card_grans = spec.granularities(CARD, aggs)
+        self._term_grans = spec.granularities(TERMINAL, WINDOW_AGGREGATIONS)
+        self._label_grans = spec.granularities(TERMINAL, LABEL_AGGREGATIONS)
+        self._card_other = [f for f in spec.of(CARD) if not f.window]
+        self._pair = spec.of(CARD_TERMINAL)
+        self._row = spec.of(TRANSACTION)
+
+    # -- the transaction path ------------------------------------------------------------
+    def process(self, txn: Mapping) -> dict[str, float]:
+        """Features of ``txn`` (canonical keys), then update card and terminal state."""
+        t = to_epoch_seconds(txn[TIMESTAMP])
+        amount = float(txn[AMOUNT])
+        term_hash = short_hash(txn[TERMINAL_ID])
+        out = self._row_features(txn, t, amount)
+        if self._card_windows or self._card_other or self._pair:
+            out.update(self.store.update(entity_key(CARD, txn[CARD_ID]),
+                                         lambda old: self._card_step(old, t, amount, term_hash),
+                                         ttl_seconds=self.ttl))
+        if self._term_windows or self._label_windows:
+            out.update(self.store.update(entity_key(TERMINAL, txn[TERMINAL_ID]),
+                                         lambda old: self._terminal_step(old, t, amount),
+                                         ttl_seconds=self.ttl))
+        return {name: out[name] for name in self.spec.names}
+
+    def _row_features(self, txn, t, amount) -> dict:
+        out = {}
+        hour, weekday, night, weekend = derive.calendar_one(t, self.spec.night_hours)
+        for f in self._row:
+            agg = f.aggregation
+            if agg == "amount":
+                out[f.name] = amount
+            elif agg == "log_amount":
+                out[f.name] = math.log1p(amount)
+            elif agg == "hour":
+                out[f.name] = hour
+            elif agg == "weekday":
+                out[f.name] = weekday
+            elif agg == "is_night":
+                out[f.name] = night
+            elif agg == "is_weekend":
+                out[f.name] = weekend
+            elif agg == "distance_km":
+                out[f.name] = derive.haversine_km_one(txn.get("card_lat"), txn.get("card_lon"),
+                                                      txn.get("terminal_lat"), txn.get("terminal_lon"))
+            elif agg == "is_online":
+                out[f.name] = derive.is_online_one(txn.get("channel"))
+        return out
+
+    def _window_values(self, state, windows, t, amount, out) -> None:
+        n, s, q = state["n"], state["s"], state["q"]
+        current = [None, n, s, q]
+        for f, g, nb in windows:
+            base = _base(state["snaps"].get(str(g), ()), t // g - nb + 1, current)
+            agg = f.aggregation
+            if agg in HISTORY_AGGREGATIONS:
+                ratio, z = derive.history_ratio_z_one(amount, n - base[1], s - base[2], q - base[3])
+                out[f.name] = ratio if agg == "amount_ratio" else z
+            else:
+                count = float(n + 1 - base[1])
+                total = (s + amount) - base[2]
+                out[f.name] = count if agg == "count" else total if agg == "sum" else total / count
+
+    def _card_step(self, old, t, amount, term_hash):
+        state = old or {**_empty_state(), "seen": []}
+        out: dict[str, float] = {}
+        self._window_values(state, self._card_windows, t, amount, out)
+        for f in self._card_other:
+            out[f.name] = float(t - state["last"]) if state["last"] is not None else NAN
+        for f in self._pair:
+            out[f.name] = float(term_hash in state["seen"])
+        self._advance(state, t, amount, self._card_grans)
+        if term_hash not in state["seen"]:
+            state["seen"].append(term_hash)
+        return state, out
+
+    def _terminal_step(self, old, t, amount):
+        state = old or {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}}
+        out: dict[str, float] = {}
+        self._window_values(state, self._term_windows, t, amount, out)
+        current = [None, state["ln"], state["lf"]]
+        for f, g, nb in self._label_windows:
+            base = _base(state["lsnaps"].get(str(g), ()), t // g - nb + 1, current)
+            labels, frauds = float(state["ln"] - base[1]), float(state["lf"] - base[2])
+            out[f.name] = labels if f.aggregation == "label_count" else derive.rate_one(frauds, labels)
+        self._advance(state, t, amount, self._term_grans)
+        return state, out
+
+    @staticmethod
+    def _advance(state, t, amount, granularities) -> None:
+        _record_bucket(state["snaps"], t, granularities, [state["n"], state["s"], state["q"]])
+        state["n"] += 1
+        state["s"] = state["s"] + amount
+        state["q"] = state["q"] + amount * amount
+        state["last"] = t
+
+    # -- the label path ------------------------------------------------------------------
+    def add_label(self, terminal_id: str, is_fraud: bool, known_at) -> None:
+        """A label became known at ``known_at`` for a transaction at ``terminal_id``."""
+        t = to_epoch_seconds(known_at)
+
+        def change(old):
+            state = old or {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}}
+            _record_bucket(state["lsnaps"], t, self._label_grans, [state["ln"], state["lf"]])
+            state["ln"] += 1
+            state["lf"] += int(bool(is_fraud))
+            return state, None
+
+        if self._label_windows:
+            self.store.update(entity_key(TERMINAL, terminal_id), change, ttl_seconds=self.ttl)
+
+    # -- bulk build from history -----------------------------------------------------------
+    def load_history(self, history: pd.DataFrame, as_of=None) -> int:
+        """Write the state as it stands after ``history`` (transactions before ``as_of``,
+        labels known before ``as_of``); returns the number of entities written."""
+        states = history_states(history, self.spec, None if as_of is None else to_epoch_seconds(as_of))
+        self.store.put_many(states, ttl_seconds=self.ttl)
+        return len(states)
+
+
+def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) -> dict[str, dict]:
+    """Per-entity state after replaying ``history``, computed in bulk (same floats as replay)."""
+    from ..schema import tiebreak
+    from .batch import _running_totals
+
+    df = history
+    t_all = epoch_seconds(df[TIMESTAMP])
+    if as_of is not None:
+        keep = t_all < as_of
+        df, t_all = df.loc[keep], t_all[keep]
+    tb = tiebreak(df[TRANSACTION_ID].to_numpy(dtype=object))
+    amount_all = df[AMOUNT].to_numpy(dtype=np.float64)
+    order = np.lexsort((tb, t_all))
+    states: dict[str, dict] = {}
+    aggs = WINDOW_AGGREGATIONS + HISTORY_AGGREGATIONS
+    plans = [(CARD, CARD_ID, spec.granularities(CARD, aggs)),
+             (TERMINAL, TERMINAL_ID, spec.granularities(TERMINAL, WINDOW_AGGREGATIONS))]
+    for kind, column, grans in plans:
+        ids = df[column].to_numpy(dtype=object)
+        codes, uniques = pd.factorize(ids[order])
+        perm = order[np.argsort(codes, kind="stable")]
+        sorted_codes = codes[np.argsort(codes, kind="stable")]
+        starts = np.searchsorted(sorted_codes, np.arange(len(uniques) + 1)).astype(np.int64)
+        t, amount = t_all[perm], amount_all[perm]
+        before_s, before_q = _running_totals(starts, amount)
+        terms = df[TERMINAL_ID].to_numpy(dtype=object)[perm] if kind == CARD else None
+        for g_idx in range(len(uniques)):
+            lo, hi = starts[g_idx], starts[g_idx + 1]
+            last = hi - 1
+            state = {"n": int(hi - lo), "s": float(before_s[last] + amount[last]),
+                     "q": float(before_q[last] + amount[last] * amount[last]), "last": int(t[last]), "snaps": {}}
+            for g, keep in grans.items():
+                buckets = t[lo:hi] // g
+                first = np.r_[True, buckets[1:] != buckets[:-1]]
+                oldest = t[last] // g - keep + 1
+                rows = np.flatnonzero(first & (buckets >= oldest)) + lo
+                state["snaps"][str(g)] = [[int(t[r] // g), int(r - lo), float(before_s[r]), float(before_q[r])]
+                                          for r in rows]
+            if kind == CARD:
+                state["seen"] = list(dict.fromkeys(short_hash(x) for x in terms[lo:hi]))
+            else:
+                state.update(ln=0, lf=0, lsnaps={})
+            states[entity_key(kind, uniques[g_idx])] = state
+    _add_label_states(history, spec, as_of, states)
+    return states
+
+
+def _add_label_states(history, spec, as_of, states) -> None:
+    grans = spec.granularities(TERMINAL, LABEL_AGGREGATIONS)
+    if not grans or LABEL not in history.columns or LABEL_TIME not in history.columns:
+        return
+    from ..schema import tiebreak
+
+    labelled = history.loc[history[LABEL_TIME].notna()]
+    lt = epoch_seconds(labelled[LABEL_TIME])
+    if as_of is not None:
+        labelled, lt = labelled.loc[lt < as_of], lt[lt < as_of]
+    tb = tiebreak(labelled[TRANSACTION_ID].to_numpy(dtype=object))
+    frame = pd.DataFrame({"term": labelled[TERMINAL_ID].to_numpy(dtype=object), "lt": lt, "tb": tb,
+                          "fraud": labelled[LABEL].to_numpy().astype(np.int64)})
+    frame = frame.sort_values(["term", "lt", "tb"], kind="stable")
+    for term, events in frame.groupby("term", sort=False):
+        key = entity_key(TERMINAL, term)
+        state = states.setdefault(key, {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}})
+        et, fraud = events["lt"].to_numpy(), events["fraud"].to_numpy()
+        before_f = np.r_[0, np.cumsum(fraud)[:-1]]
+        for g, keep in grans.items():
+            buckets = et // g
+            first = np.r_[True, buckets[1:] != buckets[:-1]]
+            rows = np.flatnonzero(first & (buckets >= et[-1] // g - keep + 1))
+            state["lsnaps"][str(g)] = [[int(buckets[r]), int(r), int(before_f[r])] for r in rows]
+        state["ln"] = int(len(et))
+        state["lf"] = int(fraud.sum())

@@ -1,0 +1,139 @@
+"""The declarative feature definition shared by the batch, Dask and online paths.
+
+A ``Feature`` names an entity, an aggregation and (for aggregates) a window. The same
+``FeatureSpec`` drives ``batch.build_features`` (vectorised over a DataFrame),
+``distributed.build_features_dask`` and ``online.OnlineFeatures`` (one transaction against
+per-entity state), so training and serving compute the same numbers.
+
+Window semantics (identical on every path, and what makes bounded online state exact):
+
+- Time is whole UTC seconds. Transactions sharing a second are ordered by
+  ``schema.tiebreak(transaction_id)``.
+- A window of length W uses buckets of g = 5 min (W <= 1 h), 1 h (W <= 1 d) or 1 d, and
+  covers the n = ceil(W / g) buckets ending with the current one: it starts at
+  (floor(t / g) - n + 1) * g and ends with the current transaction (included for
+  ``count``/``sum``/``mean``, excluded for the card's amount history).
+- Label-based windows count labels whose label time (when the label became known) is
+  strictly before the transaction and inside the bucket-aligned window. A label not yet
+  known at the transaction's time is never used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from ..config import ColumnMapping, FeatureConfig
+
+TRANSACTION, CARD, TERMINAL, CARD_TERMINAL = "transaction", "card", "terminal", "card_terminal"
+ROW_AGGREGATIONS = ("amount", "log_amount", "hour", "weekday", "is_night", "is_weekend",
+                    "distance_km", "is_online")
+WINDOW_AGGREGATIONS = ("count", "sum", "mean")
+HISTORY_AGGREGATIONS = ("amount_ratio", "amount_zscore")
+LABEL_AGGREGATIONS = ("fraud_rate", "label_count")
+ONLINE_CHANNELS = ("ecom", "online", "cnp", "web", "app")
+ZSCORE_VARIANCE_PRIOR = 1.0  # amount units^2: keeps z finite for cards that always spend the same
+
+
+def bucket_seconds(window: int) -> int:
+    """Bucket width for a window: 5 min up to 1 h, 1 h up to 1 d, else 1 d."""
+    if window <= 3600:
+        return 300
+    if window <= 86400:
+        return 3600
+    return 86400
+
+
+def n_buckets(window: int) -> int:
+    return math.ceil(window / bucket_seconds(window))
+
+
+def window_label(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    entity: str
+    aggregation: str
+    window: int | None = None
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    features: tuple[Feature, ...]
+    history_window: int = 30 * 86400
+    night_hours: tuple[int, int] = (0, 6)
+    version: int = 1
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def of(self, entity: str) -> list[Feature]:
+        return [f for f in self.features if f.entity == entity]
+
+    def windows(self, entity: str, aggregations) -> list[int]:
+        """Distinct windows used by an entity's features of these aggregations."""
+        return sorted({f.window for f in self.features
+                       if f.entity == entity and f.aggregation in aggregations and f.window})
+
+    def granularities(self, entity: str, aggregations) -> dict[int, int]:
+        """bucket width -> most buckets any window of that width needs."""
+        out: dict[int, int] = {}
+        for w in self.windows(entity, aggregations):
+            g = bucket_seconds(w)
+            out[g] = max(out.get(g, 0), n_buckets(w))
+        return out
+
+    def needs(self, *aggregations: str) -> bool:
+        return any(f.aggregation in aggregations for f in self.features)
+
+    # -- persistence (stored with every model in the registry) ---------------------------
+    def to_dict(self) -> dict:
+        return {"version": self.version, "history_window": self.history_window,
+                "night_hours": list(self.night_hours), "features": [asdict(f) for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSpec":
+        return cls(features=tuple(Feature(**f) for f in data["features"]),
+                   history_window=int(data["history_window"]),
+                   night_hours=tuple(data["night_hours"]), version=int(data.get("version", 1)))
+
+    @classmethod
+    def default(cls, config: FeatureConfig | None = None, mapping: ColumnMapping | None = None) -> "FeatureSpec":
+        """The standard fraud features for the windows in ``config`` and the columns in ``mapping``."""
+        config = config or FeatureConfig()
+        mapping = mapping or ColumnMapping()
+        feats = [Feature("amount", TRANSACTION, "amount"), Feature("log_amount", TRANSACTION, "log_amount"),
+                 Feature("hour", TRANSACTION, "hour"), Feature("weekday", TRANSACTION, "weekday"),
+                 Feature("is_night", TRANSACTION, "is_night"), Feature("is_weekend", TRANSACTION, "is_weekend")]
+        if mapping.channel:
+            feats.append(Feature("is_online", TRANSACTION, "is_online"))
+        if mapping.has_locations:
+            feats.append(Feature("distance_from_home_km", TRANSACTION, "distance_km"))
+        for w in config.card_windows:
+            for agg in WINDOW_AGGREGATIONS:
+                feats.append(Feature(f"card_{agg}_{window_label(w)}", CARD, agg, w))
+        h = config.history_window
+        feats += [Feature(f"card_amount_ratio_{window_label(h)}", CARD, "amount_ratio", h),
+                  Feature(f"card_amount_zscore_{window_label(h)}", CARD, "amount_zscore", h),
+                  Feature("card_seconds_since_previous", CARD, "seconds_since_previous"),
+                  Feature("card_terminal_seen_before", CARD_TERMINAL, "seen_before")]
+        for w in config.terminal_windows:
+            for agg in ("count", "mean"):
+                feats.append(Feature(f"terminal_{agg}_{window_label(w)}", TERMINAL, agg, w))
+        if mapping.label:
+            for w in config.label_windows:
+                feats.append(Feature(f"terminal_fraud_rate_{window_label(w)}", TERMINAL, "fraud_rate", w))
+                feats.append(Feature(f"terminal_label_count_{window_label(w)}", TERMINAL, "label_count", w))
+        return cls(features=tuple(feats), history_window=h, night_hours=tuple(config.night_hours))
+
+
+def feature_names(config: FeatureConfig | None = None, mapping: ColumnMapping | None = None) -> list[str]:
+    """The default feature names for a config and column mapping."""
+    return FeatureSpec.default(config, mapping).names

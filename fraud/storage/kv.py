@@ -1,0 +1,213 @@
+"""Key-value store of JSON documents with optimistic concurrency: in memory and DynamoDB.
+
+Every item carries a version. ``put(..., expected_version=v)`` succeeds only if the
+stored version is still ``v`` (0: the key must not exist), so read-modify-write is
+atomic under concurrency: the loser gets ``ConditionFailed`` and retries on fresh data.
+Documents are stored as JSON text, not DynamoDB numbers, so floats round-trip exactly
+(DynamoDB numbers are decimals; float -> decimal -> float arithmetic would drift).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+
+class ConditionFailed(Exception):
+    """The item changed (or exists / is missing) since it was read."""
+
+
+@dataclass(frozen=True)
+class Item:
+    value: dict
+    version: int
+
+
+class KeyValueStore(ABC):
+    @abstractmethod
+    def get(self, key: str) -> Item | None: ...
+
+    @abstractmethod
+    def put(self, key: str, value: dict, *, expected_version: int | None = None,
+            ttl_seconds: float | None = None) -> int:
+        """Store ``value``; returns the new version. ``expected_version`` None: unconditional."""
+
+    @abstractmethod
+    def delete(self, key: str, *, expected_version: int | None = None) -> None: ...
+
+    @abstractmethod
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Item]]:
+        """All live items whose key starts with ``prefix`` (small tables: outbox, lists)."""
+
+    def put_many(self, items: dict[str, dict], ttl_seconds: float | None = None) -> None:
+        """Unconditional bulk write (building state from history)."""
+        for key, value in items.items():
+            self.put(key, value, ttl_seconds=ttl_seconds)
+
+    def update(self, key: str, change, *, ttl_seconds: float | None = None, max_attempts: int = 20):
+        """Atomic read-modify-write: ``change(old_value_or_None) -> (new_value, result)``.
+
+        Retries on concurrent modification; returns ``result``.
+        """
+        for _ in range(max_attempts):
+            item = self.get(key)
+            new_value, result = change(None if item is None else item.value)
+            try:
+                self.put(key, new_value, expected_version=0 if item is None else item.version,
+                         ttl_seconds=ttl_seconds)
+                return result
+            except ConditionFailed:
+                continue
+        raise ConditionFailed(f"{key}: gave up after {max_attempts} concurrent modifications")
+
+
+class InMemoryKeyValueStore(KeyValueStore):
+    """Thread-safe dict with versions and expiry; the local and test implementation."""
+
+    def __init__(self):
+        self._items: dict[str, tuple[str, int, float | None]] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, key):
+        entry = self._items.get(key)
+        if entry is None or (entry[2] is not None and entry[2] <= time.time()):
+            return None
+        return entry
+
+    def get(self, key: str) -> Item | None:
+        with self._lock:
+            entry = self._live(key)
+        return None if entry is None else Item(json.loads(entry[0]), entry[1])
+
+    def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
+        doc = json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            entry = self._live(key)
+            current = 0 if entry is None else entry[1]
+            if expected_version is not None and current != expected_version:
+                raise ConditionFailed(f"{key}: version {current}, expected {expected_version}")
+            expires = None if ttl_seconds is None else time.time() + ttl_seconds
+            self._items[key] = (doc, current + 1, expires)
+            return current + 1
+
+    def delete(self, key, *, expected_version=None) -> None:
+        with self._lock:
+            entry = self._live(key)
+            if expected_version is not None and (0 if entry is None else entry[1]) != expected_version:
+                raise ConditionFailed(f"{key}: version changed")
+            self._items.pop(key, None)
+
+    def scan(self, prefix=""):
+        with self._lock:
+            keys = [k for k in self._items if k.startswith(prefix) and self._live(k)]
+            entries = {k: self._items[k] for k in keys}
+        for key in sorted(entries):
+            doc, version, _ = entries[key]
+            yield key, Item(json.loads(doc), version)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(1 for k in self._items if self._live(k))
+
+
+class DynamoDBKeyValueStore(KeyValueStore):
+    """A DynamoDB table keyed ``pk`` (string) with attributes ``doc`` (JSON text),
+    ``version`` and ``expires_at`` (the table's TTL attribute)."""
+
+    def __init__(self, table_name: str, endpoint_url: str | None = None, dynamodb_client=None):
+        from .aws import client
+
+        self.table = table_name
+        self.db = dynamodb_client or client("dynamodb", endpoint_url)
+
+    @staticmethod
+    def create_table(table_name: str, endpoint_url: str | None = None) -> None:
+        """Create the table (tests and local set-up; the CDK app creates it in AWS)."""
+        from .aws import client
+
+        db = client("dynamodb", endpoint_url)
+        db.create_table(TableName=table_name, BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        db.get_waiter("table_exists").wait(TableName=table_name)
+        db.update_time_to_live(TableName=table_name, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": "expires_at"})
+
+    def get(self, key: str) -> Item | None:
+        out = self.db.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True)
+        raw = out.get("Item")
+        if raw is None:
+            return None
+        if "expires_at" in raw and float(raw["expires_at"]["N"]) <= time.time():
+            return None  # expired but not yet swept by DynamoDB's TTL process
+        return Item(json.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
+
+    def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
+        item = {"pk": {"S": key}, "doc": {"S": json.dumps(value, separators=(",", ":"))}}
+        kwargs = {}
+        if expected_version is None:
+            current = self.get(key)
+            new_version = 1 if current is None else current.version + 1
+        elif expected_version == 0:
+            new_version = 1
+            kwargs = {"ConditionExpression": "attribute_not_exists(pk) OR expires_at <= :now",
+                      "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}}}
+        else:
+            new_version = expected_version + 1
+            kwargs = {"ConditionExpression": "version = :v",
+                      "ExpressionAttributeValues": {":v": {"N": str(expected_version)}}}
+        item["version"] = {"N": str(new_version)}
+        if ttl_seconds is not None:
+            item["expires_at"] = {"N": str(int(time.time() + ttl_seconds))}
+        try:
+            self.db.put_item(TableName=self.table, Item=item, **kwargs)
+        except self.db.exceptions.ConditionalCheckFailedException as exc:
+            raise ConditionFailed(f"{key}: changed since read") from exc
+        return new_version
+
+    def delete(self, key, *, expected_version=None) -> None:
+        kwargs = {}
+        if expected_version is not None:
+            kwargs = {"ConditionExpression": "version = :v",
+                      "ExpressionAttributeValues": {":v": {"N": str(expected_version)}}}
+        try:
+            self.db.delete_item(TableName=self.table, Key={"pk": {"S": key}}, **kwargs)
+        except self.db.exceptions.ConditionalCheckFailedException as exc:
+            raise ConditionFailed(f"{key}: changed since read") from exc
+
+    def scan(self, prefix=""):
+        kwargs = {"TableName": self.table, "ConsistentRead": True}
+        if prefix:
+            kwargs.update(FilterExpression="begins_with(pk, :p)",
+                          ExpressionAttributeValues={":p": {"S": prefix}})
+        now = time.time()
+        for page in self.db.get_paginator("scan").paginate(**kwargs):
+            for raw in page.get("Items", []):
+                if "expires_at" in raw and float(raw["expires_at"]["N"]) <= now:
+                    continue
+                yield raw["pk"]["S"], Item(json.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
+
+    def put_many(self, items, ttl_seconds=None) -> None:
+        expires = None if ttl_seconds is None else str(int(time.time() + ttl_seconds))
+        keys = list(items)
+        for start in range(0, len(keys), 25):
+            requests = []
+            for key in keys[start:start + 25]:
+                item = {"pk": {"S": key}, "doc": {"S": json.dumps(items[key], separators=(",", ":"))},
+                        "version": {"N": "1"}}
+                if expires:
+                    item["expires_at"] = {"N": expires}
+                requests.append({"PutRequest": {"Item": item}})
+            pending = {self.table: requests}
+            for attempt in range(8):
+                out = self.db.batch_write_item(RequestItems=pending)
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if pending:
+                raise RuntimeError(f"DynamoDB left {len(pending[self.table])} items unwritten")

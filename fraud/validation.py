@@ -1,0 +1,191 @@
+"""Input validation: clear errors that name the column, the rows and the reason.
+
+Two kinds of problem:
+
+- fatal (``InputError``): a required column is missing, or a column cannot hold its type
+  at all. Nothing is written.
+- row-level: unparseable or missing timestamp, NaN/inf/negative amount, missing id,
+  duplicate transaction id, label outside {0, 1}, label time before the transaction.
+  Such rows are set aside with their reason. If their share stays under
+  ``max_bad_row_fraction`` they go to a quarantine file and the run continues; above it the
+  run stops with an ``InputError`` listing examples.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .config import ColumnMapping
+from .schema import (AMOUNT, CARD_ID, FLOAT_COLUMNS, LABEL, LABEL_TIME, STRING_COLUMNS, TERMINAL_ID,
+                     TIME_COLUMNS, TIMESTAMP, TRANSACTION_ID)
+
+log = logging.getLogger(__name__)
+EXAMPLES = 5
+ISO_CURRENCY = r"^[A-Z]{3}$"
+
+
+class InputError(ValueError):
+    """Bad input that stops the run; the message names the column, rows and reason."""
+
+
+def _describe(reason: str, rows: np.ndarray, ids) -> str:
+    shown = ", ".join(f"row {r}" + (f" (transaction_id {i})" if isinstance(i, str) else "")
+                      for r, i in zip(rows[:EXAMPLES], list(ids)[:EXAMPLES]))
+    more = f" and {len(rows) - EXAMPLES} more" if len(rows) > EXAMPLES else ""
+    return f"{reason}: {len(rows)} row(s): {shown}{more}"
+
+
+def rename_columns(raw: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
+    """Select and rename the mapped columns; a missing required column is fatal."""
+    present = mapping.present()
+    missing = [f"{ours} (mapped from '{theirs}')" for ours, theirs in present.items()
+               if theirs not in raw.columns and ours in ColumnMapping.REQUIRED]
+    if missing:
+        raise InputError(f"missing required column(s): {', '.join(missing)}; "
+                         f"the table has {list(raw.columns)[:20]}")
+    optional_missing = [ours for ours, theirs in present.items() if theirs not in raw.columns]
+    if optional_missing:
+        log.info("optional columns not in the table, ignored: %s", optional_missing)
+    keep = {theirs: ours for ours, theirs in present.items() if theirs in raw.columns}
+    return raw[list(keep)].rename(columns=keep)
+
+
+def _to_utc(values: pd.Series, column: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        raise InputError(f"{column}: boolean values cannot be timestamps")
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.to_datetime(values, unit="s", utc=True, errors="coerce")
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values):
+        return values.dt.tz_localize("UTC")
+    return pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+
+
+@dataclass
+class ValidationReport:
+    rows_in: int = 0
+    rows_ok: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+
+    @property
+    def rows_bad(self) -> int:
+        return self.rows_in - self.rows_ok
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.rows_bad / self.rows_in if self.rows_in else 0.0
+
+    def summary(self) -> str:
+        lines = [f"{self.rows_in} rows read, {self.rows_ok} valid, {self.rows_bad} set aside"]
+        lines += [f"  {msg}" for msg in self.examples.values()]
+        return "\n".join(lines)
+
+
+class Validator:
+    """Validates chunks in order; remembers ids across chunks to catch duplicates."""
+
+    def __init__(self, mapping: ColumnMapping, label_delay_seconds: float, require_label: bool = False):
+        self.mapping = mapping
+        self.label_delay = pd.Timedelta(seconds=label_delay_seconds)
+        self.require_label = require_label
+        self.report = ValidationReport()
+        self._seen_ids = np.empty(0, dtype=np.uint64)
+        self._first_row: dict[int, int] = {}
+
+    def validate(self, raw: pd.DataFrame, first_row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(valid rows with canonical names and types, rejected rows with ``_row`` and ``_reason``)."""
+        df = rename_columns(raw, self.mapping)
+        if self.require_label and LABEL not in df.columns:
+            raise InputError(f"missing required column: label (mapped from '{self.mapping.label}'); "
+                             "training needs labels")
+        n = len(df)
+        rows = np.arange(first_row, first_row + n)
+        reason = np.full(n, "", dtype=object)
+
+        def flag(mask, text, column):
+            mask = np.asarray(mask, dtype=bool) & (reason == "")
+            if mask.any():
+                reason[mask] = f"{column}: {text}"
+
+        for col in STRING_COLUMNS:
+            if col in df.columns:
+                values = df[col]
+                missing = values.isna().to_numpy().copy()
+                df[col] = values.astype("string").str.strip()
+                if col in (TRANSACTION_ID, CARD_ID, TERMINAL_ID):
+                    missing |= (df[col] == "").fillna(True).to_numpy()
+                    flag(missing, "missing", col)
+        if "currency" in df.columns:
+            bad = ~df["currency"].str.fullmatch(ISO_CURRENCY).fillna(False).to_numpy()
+            flag(bad & df["currency"].notna().to_numpy(), "not an ISO 4217 currency code", "currency")
+        for col in FLOAT_COLUMNS:
+            if col in df.columns:
+                if pd.api.types.is_bool_dtype(df[col]) or pd.api.types.is_datetime64_any_dtype(df[col]):
+                    raise InputError(f"{col}: column has type {df[col].dtype}, expected numbers")
+                original = df[col]
+                df[col] = pd.to_numeric(original, errors="coerce").astype("float64")
+                unparseable = df[col].isna().to_numpy() & original.notna().to_numpy()
+                flag(unparseable, "not a number", col)
+        amount = df[AMOUNT].to_numpy()
+        flag(np.isnan(amount), "missing or not a number", AMOUNT)
+        flag(np.isinf(amount), "infinite", AMOUNT)
+        flag(amount < 0, "negative", AMOUNT)
+        for col in TIME_COLUMNS:
+            if col in df.columns:
+                original = df[col]
+                df[col] = _to_utc(original, col)
+                unparseable = df[col].isna().to_numpy() & original.notna().to_numpy()
+                flag(unparseable, "unparseable timestamp", col)
+        flag(df[TIMESTAMP].isna().to_numpy(), "missing timestamp", TIMESTAMP)
+        if LABEL in df.columns:
+            label = pd.to_numeric(df[LABEL], errors="coerce")
+            bad = (label.notna() & ~label.isin([0, 1])).to_numpy() | (label.isna() & df[LABEL].notna()).to_numpy()
+            flag(bad, "label outside {0, 1}", LABEL)
+            # no chargeback recorded = legitimate once the label delay has passed
+            df[LABEL] = label.fillna(0).where(~bad, 0).astype("int8")
+            if LABEL_TIME not in df.columns:
+                df[LABEL_TIME] = pd.NaT
+            df[LABEL_TIME] = df[LABEL_TIME].astype("datetime64[ns, UTC]").fillna(df[TIMESTAMP] + self.label_delay)
+            flag((df[LABEL_TIME] < df[TIMESTAMP]).to_numpy(), "label time before the transaction", LABEL_TIME)
+        self._check_duplicates(df, rows, reason, flag)
+
+        bad = reason != ""
+        self.report.rows_in += n
+        self.report.rows_ok += int((~bad).sum())
+        if bad.any():
+            rejected = raw.loc[bad].copy()
+            rejected.insert(0, "_row", rows[bad])
+            rejected.insert(1, "_reason", reason[bad])
+            ids = df.loc[bad, TRANSACTION_ID].tolist() if TRANSACTION_ID in df else [None] * bad.sum()
+            for text in pd.unique(reason[bad]):
+                which = reason[bad] == text
+                self.report.reasons[text] += int(which.sum())
+                if text not in self.report.examples:
+                    self.report.examples[text] = _describe(text, rows[bad][which],
+                                                           [ids[i] for i in np.flatnonzero(which)])
+        else:
+            rejected = raw.iloc[0:0].assign(_row=pd.Series(dtype="int64"), _reason=pd.Series(dtype=str))
+        return df.loc[~bad].reset_index(drop=True), rejected
+
+    def _check_duplicates(self, df, rows, reason, flag) -> None:
+        ids = df[TRANSACTION_ID]
+        usable = ids.notna().to_numpy() & (reason == "")
+        hashed = pd.util.hash_array(ids.fillna("").to_numpy(dtype=object), categorize=False)
+        within = pd.Series(np.where(usable, hashed, 0)).duplicated(keep="first").to_numpy() & usable
+        earlier = np.isin(hashed, self._seen_ids) & usable
+        flag(within | earlier, "duplicate transaction_id", TRANSACTION_ID)
+        keep = usable & ~(within | earlier)
+        self._seen_ids = np.union1d(self._seen_ids, hashed[keep])
+
+    def check_fraction(self, max_fraction: float) -> None:
+        """Stop if too large a share of the rows was bad (call once all chunks are read)."""
+        if self.report.rows_in and self.report.bad_fraction > max_fraction:
+            raise InputError(f"{self.report.bad_fraction:.2%} of rows are invalid, above the "
+                             f"allowed {max_fraction:.2%}; nothing was written.\n{self.report.summary()}")
