@@ -33,11 +33,11 @@ class InputError(ValueError):
     """Bad input that stops the run; the message names the column, rows and reason."""
 
 
-def _describe(reason: str, rows: np.ndarray, ids) -> str:
+def _describe(reason: str, count: int, examples: list[tuple[int, object]]) -> str:
     shown = ", ".join(f"row {r}" + (f" (transaction_id {i})" if isinstance(i, str) else "")
-                      for r, i in zip(rows[:EXAMPLES], list(ids)[:EXAMPLES]))
-    more = f" and {len(rows) - EXAMPLES} more" if len(rows) > EXAMPLES else ""
-    return f"{reason}: {len(rows)} row(s): {shown}{more}"
+                      for r, i in examples[:EXAMPLES])
+    more = f" and {count - len(examples[:EXAMPLES])} more" if count > EXAMPLES else ""
+    return f"{reason}: {count} row(s): {shown}{more}"
 
 
 def rename_columns(raw: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
@@ -82,9 +82,13 @@ class ValidationReport:
     def bad_fraction(self) -> float:
         return self.rows_bad / self.rows_in if self.rows_in else 0.0
 
+    def describe(self, reason: str) -> str:
+        """'<reason>: <count> row(s): row 3 (transaction_id t3), ...'"""
+        return _describe(reason, self.reasons[reason], self.examples.get(reason, []))
+
     def summary(self) -> str:
         lines = [f"{self.rows_in} rows read, {self.rows_ok} valid, {self.rows_bad} set aside"]
-        lines += [f"  {msg}" for msg in self.examples.values()]
+        lines += [f"  {self.describe(reason)}" for reason in self.reasons]
         return "\n".join(lines)
 
 
@@ -151,7 +155,7 @@ class Validator:
             # no chargeback recorded = legitimate once the label delay has passed
             df[LABEL] = label.fillna(0).where(~bad, 0).astype("int8")
             if LABEL_TIME not in df.columns:
-                df[LABEL_TIME] = pd.NaT
+                df[LABEL_TIME] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
             df[LABEL_TIME] = df[LABEL_TIME].astype("datetime64[ns, UTC]").fillna(df[TIMESTAMP] + self.label_delay)
             flag((df[LABEL_TIME] < df[TIMESTAMP]).to_numpy(), "label time before the transaction", LABEL_TIME)
         self._check_duplicates(df, rows, reason, flag)
@@ -167,9 +171,9 @@ class Validator:
             for text in pd.unique(reason[bad]):
                 which = reason[bad] == text
                 self.report.reasons[text] += int(which.sum())
-                if text not in self.report.examples:
-                    self.report.examples[text] = _describe(text, rows[bad][which],
-                                                           [ids[i] for i in np.flatnonzero(which)])
+                shown = self.report.examples.setdefault(text, [])
+                for i in np.flatnonzero(which)[:max(0, EXAMPLES - len(shown))]:
+                    shown.append((int(rows[bad][i]), ids[i]))
         else:
             rejected = raw.iloc[0:0].assign(_row=pd.Series(dtype="int64"), _reason=pd.Series(dtype=str))
         return df.loc[~bad].reset_index(drop=True), rejected

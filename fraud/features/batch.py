@@ -87,6 +87,38 @@ def _label_counts(row_starts, t, ev_starts, ev_t, ev_fraud, bucket, nbuckets):
     return labels, frauds
 
 
+@numba.njit(**_JIT)
+def _order_by_code(codes, order, n_groups):
+    """Stable counting sort of ``order`` by ``codes[order]``: rows grouped by entity, in
+    event order within each entity. Returns (rows, group starts)."""
+    starts = np.zeros(n_groups + 1, dtype=np.int64)
+    for i in range(codes.shape[0]):
+        starts[codes[i] + 1] += 1
+    for g in range(n_groups):
+        starts[g + 1] += starts[g]
+    fill = starts[:-1].copy()
+    rows = np.empty(order.shape[0], dtype=np.int64)
+    for i in range(order.shape[0]):
+        r = order[i]
+        c = codes[r]
+        rows[fill[c]] = r
+        fill[c] += 1
+    return rows, starts
+
+
+def _event_order(t: np.ndarray, tb: np.ndarray) -> np.ndarray:
+    """Indices sorted by (t, tb). Input is usually already in time order, which the stable
+    sort handles in linear time; only runs of equal seconds need the tiebreak."""
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    tied = np.flatnonzero(ts[1:] == ts[:-1])
+    if tied.size:
+        rows = np.unique(np.r_[tied, tied + 1])
+        sub = order[rows]
+        order[rows] = sub[np.lexsort((tb[sub], t[sub]))]
+    return order
+
+
 def _group_starts(sorted_codes: np.ndarray, n_groups: int) -> np.ndarray:
     """Boundaries of each code's run in an array sorted by code (empty runs allowed)."""
     return np.searchsorted(sorted_codes, np.arange(n_groups + 1), side="left").astype(np.int64)
@@ -100,11 +132,11 @@ class _Prepared:
         self.t = epoch_seconds(df[TIMESTAMP])
         self.tb = tiebreak(df[TRANSACTION_ID].to_numpy(dtype=object))
         self.amount = df[AMOUNT].to_numpy(dtype=np.float64)
-        self.order = np.lexsort((self.tb, self.t))  # global event order
+        self.order = _event_order(self.t, self.tb)  # global event order
 
-    def entity_order(self, codes: np.ndarray) -> np.ndarray:
-        """Row indices sorted by (entity code, time, tiebreak)."""
-        return self.order[np.argsort(codes[self.order], kind="stable")]
+    def entity_order(self, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row indices sorted by (entity code, time, tiebreak), start of each entity's run)."""
+        return _order_by_code(np.asarray(codes, dtype=np.int64), self.order, n_groups)
 
 
 def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entity: str,
@@ -113,8 +145,7 @@ def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entit
     if not feats:
         return
     codes, uniques = pd.factorize(df[column], sort=False)
-    perm = prep.entity_order(codes)
-    starts = _group_starts(codes[perm], len(uniques))
+    perm, starts = prep.entity_order(codes, len(uniques))
     t = prep.t[perm]
     amount = prep.amount[perm]
     before_s, before_q = _running_totals(starts, amount)
@@ -122,9 +153,7 @@ def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entit
     before_n = np.arange(prep.n, dtype=np.int64) - group_first
 
     def scatter(name, values):
-        full = np.empty(prep.n)
-        full[perm] = values
-        out[name] = full
+        out[name][perm] = values
 
     firsts = {}
     for w in spec.windows(entity, WINDOW_AGGREGATIONS + HISTORY_AGGREGATIONS):
@@ -154,7 +183,8 @@ def _label_features(prep, df, codes, n_groups, perm, starts, t, feats, scatter) 
         lt = epoch_seconds(df[LABEL_TIME])
         has = ~df[LABEL_TIME].isna().to_numpy()
         ev_rows = np.flatnonzero(has)
-        ev_order = ev_rows[np.lexsort((prep.tb[ev_rows], lt[ev_rows], codes[ev_rows]))]
+        # counts of labels known before a time do not depend on how same-second labels are ordered
+        ev_order = ev_rows[np.lexsort((lt[ev_rows], codes[ev_rows]))]
         ev_codes, ev_t = codes[ev_order], lt[ev_order]
         ev_fraud = df[LABEL].to_numpy()[ev_order].astype(np.float64)
     else:
@@ -173,12 +203,10 @@ def _pair_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: di
     for f in spec.of(CARD_TERMINAL):
         card_codes, _ = pd.factorize(df[CARD_ID], sort=False)
         term_codes, terms = pd.factorize(df[TERMINAL_ID], sort=False)
-        pair = card_codes.astype(np.int64) * (len(terms) + 1) + term_codes
-        perm = prep.entity_order(pair)
-        seen = np.r_[False, pair[perm][1:] == pair[perm][:-1]].astype(np.float64)
-        full = np.empty(prep.n)
-        full[perm] = seen
-        out[f.name] = full
+        pair_codes, pairs = pd.factorize(card_codes.astype(np.int64) * (len(terms) + 1) + term_codes)
+        perm, _ = prep.entity_order(pair_codes, len(pairs))
+        pair = pair_codes
+        out[f.name][perm] = np.r_[False, pair[perm][1:] == pair[perm][:-1]]
 
 
 def _row_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict) -> None:
@@ -187,31 +215,30 @@ def _row_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dic
     for f in feats:
         agg = f.aggregation
         if agg == "amount":
-            out[f.name] = prep.amount.copy()
+            out[f.name][:] = prep.amount
         elif agg == "log_amount":
-            out[f.name] = np.log1p(prep.amount)
+            np.log1p(prep.amount, out=out[f.name])
         elif agg in ("hour", "weekday", "is_night", "is_weekend"):
-            out[f.name] = {"hour": hour, "weekday": weekday, "is_night": night, "is_weekend": weekend}[agg]
+            out[f.name][:] = {"hour": hour, "weekday": weekday, "is_night": night, "is_weekend": weekend}[agg]
         elif agg == "distance_km":
             cols = ("card_lat", "card_lon", "terminal_lat", "terminal_lon")
             if all(c in df.columns for c in cols):
-                out[f.name] = derive.haversine_km(*(df[c].to_numpy(dtype=np.float64) for c in cols))
+                out[f.name][:] = derive.haversine_km(*(df[c].to_numpy(dtype=np.float64) for c in cols))
             else:
-                out[f.name] = np.full(prep.n, np.nan)
+                out[f.name][:] = np.nan
         elif agg == "is_online":
-            out[f.name] = derive.is_online(df["channel"]) if "channel" in df.columns else np.zeros(prep.n)
+            out[f.name][:] = derive.is_online(df["channel"]) if "channel" in df.columns else 0.0
 
 
 def build_features(df: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.DataFrame:
     """Point-in-time features for every row of ``df`` (same order), one column per feature."""
     spec = spec or FeatureSpec.default()
-    out: dict[str, np.ndarray] = {}
+    block = np.empty((len(df), len(spec.names)), order="F")  # one column per feature, filled in place
+    out = {name: block[:, i] for i, name in enumerate(spec.names)}
     if len(df):
         prep = _Prepared(df)
         _row_features(prep, df, spec, out)
         _entity_features(prep, df, spec, CARD, CARD_ID, out)
         _entity_features(prep, df, spec, TERMINAL, TERMINAL_ID, out)
         _pair_features(prep, df, spec, out)
-    else:
-        out = {name: np.empty(0) for name in spec.names}
-    return pd.DataFrame({name: out[name] for name in spec.names}, index=df.index)
+    return pd.DataFrame(block, index=df.index, columns=spec.names, copy=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from .spec import ONLINE_CHANNELS, ZSCORE_VARIANCE_PRIOR
 
@@ -83,8 +84,9 @@ def haversine_km_one(lat1, lon1, lat2, lon2) -> float:
 
 
 def is_online(channel) -> np.ndarray:
-    lowered = np.char.lower(np.asarray(channel, dtype=str))
-    return np.isin(lowered, ONLINE_CHANNELS).astype(np.float64)
+    codes, uniques = pd.factorize(pd.Series(channel), use_na_sentinel=True)
+    online = np.array([str(u).lower() in ONLINE_CHANNELS for u in uniques] + [False])
+    return online[codes].astype(np.float64)  # code -1 (missing) picks the trailing False
 
 
 def is_online_one(channel) -> float:

@@ -5,16 +5,23 @@ stored version is still ``v`` (0: the key must not exist), so read-modify-write 
 atomic under concurrency: the loser gets ``ConditionFailed`` and retries on fresh data.
 Documents are stored as JSON text, not DynamoDB numbers, so floats round-trip exactly
 (DynamoDB numbers are decimals; float -> decimal -> float arithmetic would drift).
+orjson writes the shortest text that reads back to the same float, at a seventh of the
+cost of the standard json module (the state document is on every transaction's path).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator
+
+import orjson
+
+
+def _encode(value: dict) -> str:
+    return orjson.dumps(value).decode()
 
 
 class ConditionFailed(Exception):
@@ -81,10 +88,10 @@ class InMemoryKeyValueStore(KeyValueStore):
     def get(self, key: str) -> Item | None:
         with self._lock:
             entry = self._live(key)
-        return None if entry is None else Item(json.loads(entry[0]), entry[1])
+        return None if entry is None else Item(orjson.loads(entry[0]), entry[1])
 
     def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
-        doc = json.dumps(value, separators=(",", ":"))
+        doc = _encode(value)
         with self._lock:
             entry = self._live(key)
             current = 0 if entry is None else entry[1]
@@ -107,7 +114,7 @@ class InMemoryKeyValueStore(KeyValueStore):
             entries = {k: self._items[k] for k in keys}
         for key in sorted(entries):
             doc, version, _ = entries[key]
-            yield key, Item(json.loads(doc), version)
+            yield key, Item(orjson.loads(doc), version)
 
     def __len__(self) -> int:
         with self._lock:
@@ -144,10 +151,10 @@ class DynamoDBKeyValueStore(KeyValueStore):
             return None
         if "expires_at" in raw and float(raw["expires_at"]["N"]) <= time.time():
             return None  # expired but not yet swept by DynamoDB's TTL process
-        return Item(json.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
+        return Item(orjson.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
 
     def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
-        item = {"pk": {"S": key}, "doc": {"S": json.dumps(value, separators=(",", ":"))}}
+        item = {"pk": {"S": key}, "doc": {"S": _encode(value)}}
         kwargs = {}
         if expected_version is None:
             current = self.get(key)
@@ -189,7 +196,7 @@ class DynamoDBKeyValueStore(KeyValueStore):
             for raw in page.get("Items", []):
                 if "expires_at" in raw and float(raw["expires_at"]["N"]) <= now:
                     continue
-                yield raw["pk"]["S"], Item(json.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
+                yield raw["pk"]["S"], Item(orjson.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
 
     def put_many(self, items, ttl_seconds=None) -> None:
         expires = None if ttl_seconds is None else str(int(time.time() + ttl_seconds))
@@ -197,7 +204,7 @@ class DynamoDBKeyValueStore(KeyValueStore):
         for start in range(0, len(keys), 25):
             requests = []
             for key in keys[start:start + 25]:
-                item = {"pk": {"S": key}, "doc": {"S": json.dumps(items[key], separators=(",", ":"))},
+                item = {"pk": {"S": key}, "doc": {"S": _encode(items[key])},
                         "version": {"N": "1"}}
                 if expires:
                     item["expires_at"] = {"N": expires}

@@ -1,0 +1,125 @@
+"""Bad input: each kind gets a clear error naming the column and rows, or is quarantined;
+a fatal error writes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud.config import load_config
+from fraud.io import load_transactions
+from fraud.validation import InputError
+
+
+def good_rows(n=200):
+    return pd.DataFrame({
+        "tx": [f"t{i}" for i in range(n)],
+        "when": pd.date_range("2026-02-01", periods=n, freq="7min", tz="UTC").astype(str),
+        "card": [f"c{i % 17}" for i in range(n)],
+        "merchant": [f"m{i % 5}" for i in range(n)],
+        "value": np.round(np.linspace(1, 500, n), 2),
+        "ccy": "EUR",
+        "fraud": [1 if i % 50 == 0 else 0 for i in range(n)],
+    })
+
+
+@pytest.fixture
+def config():
+    return load_config(overrides={
+        "columns": {"transaction_id": "tx", "timestamp": "when", "card_id": "card", "terminal_id": "merchant",
+                    "amount": "value", "currency": "ccy", "channel": None, "country": None,
+                    "merchant_category": None, "card_lat": None, "card_lon": None, "terminal_lat": None,
+                    "terminal_lon": None, "label": "fraud", "label_time": None, "fraud_pattern": None},
+        "data": {"max_bad_row_fraction": 0.05, "chunk_rows": 64},
+    })
+
+
+def write(tmp_path, frame, kind="csv"):
+    path = tmp_path / f"input.{kind}"
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path, index=False)
+    return path
+
+
+def test_clean_input_reads_with_the_mapping(tmp_path, config):
+    frame, report = load_transactions(write(tmp_path, good_rows(), "parquet"), config, require_label=True,
+                                      quarantine_dir=tmp_path / "q")
+    assert len(frame) == 200 and report.rows_bad == 0
+    assert {"transaction_id", "timestamp", "card_id", "terminal_id", "amount", "label", "label_time"} <= set(frame)
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+    assert (frame["label_time"] - frame["timestamp"] == pd.Timedelta(days=7)).all()
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("column,value,reason", [
+    ("when", "not a date", "timestamp: unparseable timestamp"),
+    ("when", None, "timestamp: missing timestamp"),
+    ("value", float("nan"), "amount: missing or not a number"),
+    ("value", float("inf"), "amount: infinite"),
+    ("value", -5.0, "amount: negative"),
+    ("value", "abc", "amount: not a number"),
+    ("fraud", 2, "label: label outside {0, 1}"),
+    ("card", None, "card_id: missing"),
+    ("ccy", "euro", "currency: not an ISO 4217 currency code"),
+])
+def test_row_level_problems_are_quarantined_with_their_reason(tmp_path, config, column, value, reason):
+    frame = good_rows().astype({"value": object, "fraud": object})
+    frame.loc[[3, 70, 150], column] = value
+    data, report = load_transactions(write(tmp_path, frame), config, require_label=True,
+                                     quarantine_dir=tmp_path / "q")
+    assert len(data) == 197 and report.reasons[reason] == 3
+    assert report.describe(reason).startswith(f"{reason}: 3 row(s): row 3 (transaction_id t3), row 70")
+    quarantined = pd.read_csv(next((tmp_path / "q").glob("quarantine-*.csv")))
+    assert list(quarantined["_row"]) == [3, 70, 150]
+    assert set(quarantined["_reason"]) == {reason}
+
+
+def test_duplicates_within_and_across_chunks(tmp_path, config):
+    frame = good_rows()
+    frame.loc[10, "tx"] = "t5"     # same chunk as t5 (chunks of 64 rows)
+    frame.loc[190, "tx"] = "t1"    # a later chunk
+    data, report = load_transactions(write(tmp_path, frame), config, quarantine_dir=tmp_path / "q")
+    assert report.reasons["transaction_id: duplicate transaction_id"] == 2
+    assert data["transaction_id"].is_unique and len(data) == 198
+    assert "t5" in set(data["transaction_id"]) and "t1" in set(data["transaction_id"])
+
+
+def test_missing_column_is_fatal_and_names_it(tmp_path, config):
+    with pytest.raises(InputError, match=r"amount \(mapped from 'value'\)"):
+        load_transactions(write(tmp_path, good_rows().drop(columns=["value"])), config,
+                          quarantine_dir=tmp_path / "q")
+    assert not (tmp_path / "q").exists()
+
+
+def test_missing_label_column_is_fatal_for_training(tmp_path, config):
+    with pytest.raises(InputError, match="label"):
+        load_transactions(write(tmp_path, good_rows().drop(columns=["fraud"])), config, require_label=True,
+                          quarantine_dir=tmp_path / "q")
+
+
+def test_wrong_column_type_is_fatal(tmp_path, config):
+    frame = good_rows()
+    frame["value"] = True
+    with pytest.raises(InputError, match="amount: column has type bool"):
+        load_transactions(write(tmp_path, frame, "parquet"), config, quarantine_dir=tmp_path / "q")
+    assert not (tmp_path / "q").exists()
+
+
+def test_too_many_bad_rows_stops_and_writes_nothing(tmp_path, config):
+    frame = good_rows().astype({"value": object})
+    frame.loc[::10, "value"] = -1.0  # 10% > 5%
+    with pytest.raises(InputError, match=r"10.00% of rows are invalid.*nothing was written") as err:
+        load_transactions(write(tmp_path, frame), config, quarantine_dir=tmp_path / "q")
+    assert "amount: negative: 20 row(s): row 0 (transaction_id t0)" in str(err.value)
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_directory_of_partitions_and_missing_source(tmp_path, config):
+    frame = good_rows()
+    for i, part in enumerate((frame.iloc[:70], frame.iloc[70:140], frame.iloc[140:])):
+        (tmp_path / f"date=2026-02-0{i + 1}").mkdir()
+        part.to_parquet(tmp_path / f"date=2026-02-0{i + 1}" / "part-0.parquet", index=False)
+    data, _ = load_transactions(tmp_path, config)
+    assert list(data["transaction_id"]) == list(frame["tx"])
+    with pytest.raises(InputError, match="does not exist"):
+        load_transactions(tmp_path / "nope", config)
