@@ -55,7 +55,21 @@ def _open(uri: str, endpoint_url: str | None):
 
 def iter_raw_chunks(source, chunk_rows: int, columns: list[str] | None = None,
                     endpoint_url: str | None = None) -> Iterator[pd.DataFrame]:
-    """Raw chunks of at most ``chunk_rows`` rows, reading only ``columns`` where possible."""
+    """Raw chunks of about ``chunk_rows`` rows (small files are gathered, big ones split),
+    reading only ``columns`` where possible."""
+    pending: list[pd.DataFrame] = []
+    size = 0
+    for piece in _iter_pieces(source, chunk_rows, columns, endpoint_url):
+        pending.append(piece)
+        size += len(piece)
+        if size >= chunk_rows:
+            yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            pending, size = [], 0
+    if pending:
+        yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+
+
+def _iter_pieces(source, chunk_rows, columns, endpoint_url) -> Iterator[pd.DataFrame]:
     files = list_table_files(source, endpoint_url)
     if not files:
         raise InputError(f"no .parquet or .csv files under {source!r}")

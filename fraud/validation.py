@@ -67,6 +67,28 @@ def _to_utc(values: pd.Series, column: str) -> pd.Series:
     return pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
 
 
+class _SeenSet:
+    """Hashes of the transaction ids seen so far, as a few sorted arrays of doubling size
+    (a log-structured merge): membership and insertion stay O(k log n) per chunk, at
+    8 bytes per id, where one sorted array would be re-sorted whole on every chunk."""
+
+    def __init__(self):
+        self.levels: list[np.ndarray] = []
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        found = np.zeros(values.shape[0], dtype=bool)
+        for level in self.levels:
+            pos = np.searchsorted(level, values)
+            found |= level[np.minimum(pos, level.size - 1)] == values
+        return found
+
+    def add(self, values: np.ndarray) -> None:
+        run = np.sort(values)
+        while self.levels and self.levels[-1].size <= 2 * run.size:
+            run = np.sort(np.concatenate([self.levels.pop(), run]), kind="mergesort")
+        self.levels.append(run)
+
+
 @dataclass
 class ValidationReport:
     rows_in: int = 0
@@ -100,8 +122,7 @@ class Validator:
         self.label_delay = pd.Timedelta(seconds=label_delay_seconds)
         self.require_label = require_label
         self.report = ValidationReport()
-        self._seen_ids = np.empty(0, dtype=np.uint64)
-        self._first_row: dict[int, int] = {}
+        self._seen = _SeenSet()
 
     def validate(self, raw: pd.DataFrame, first_row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(valid rows with canonical names and types, rejected rows with ``_row`` and ``_reason``)."""
@@ -183,10 +204,9 @@ class Validator:
         usable = ids.notna().to_numpy() & (reason == "")
         hashed = pd.util.hash_array(ids.fillna("").to_numpy(dtype=object), categorize=False)
         within = pd.Series(np.where(usable, hashed, 0)).duplicated(keep="first").to_numpy() & usable
-        earlier = np.isin(hashed, self._seen_ids) & usable
+        earlier = self._seen.contains(hashed) & usable
         flag(within | earlier, "duplicate transaction_id", TRANSACTION_ID)
-        keep = usable & ~(within | earlier)
-        self._seen_ids = np.union1d(self._seen_ids, hashed[keep])
+        self._seen.add(hashed[usable & ~(within | earlier)])
 
     def check_fraction(self, max_fraction: float) -> None:
         """Stop if too large a share of the rows was bad (call once all chunks are read)."""

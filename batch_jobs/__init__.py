@@ -1,0 +1,1 @@
+"""Batch jobs: the nightly training job, batch scoring, and their command line (``fraud``)."""

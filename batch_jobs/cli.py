@@ -1,0 +1,201 @@
+"""The ``fraud`` command line.
+
+    fraud train                 the nightly job on the embedded default (simulates data if absent)
+    fraud train --data DIR --config my.toml     on your own transactions
+    fraud simulate --days 180 --out data/transactions
+    fraud score-batch --input DAY --output scores.parquet [--history DIR] [--dask local]
+    fraud registry list | show VERSION
+    fraud promote VERSION / fraud rollback VERSION
+    fraud serve                 the scoring API under uvicorn, on the local registry
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = "data/transactions"
+
+
+def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "numba", "matplotlib", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _config(args):
+    from fraud.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_simulate(args) -> int:
+    from fraud.simulator import TransactionSimulator
+
+    config = _config(args)
+    sim = config.simulation
+    files = TransactionSimulator(n_customers=sim.n_customers, n_terminals=sim.n_terminals, start_date=sim.start_date,
+                                 seed=args.seed if args.seed is not None else sim.seed,
+                                 label_delay_days=config.data.label_delay_days).write(args.out, args.days or sim.days)
+    print(f"wrote {len(files)} daily partitions to {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .nightly import run_nightly
+
+    config = _config(args)
+    data = args.data or DEFAULT_DATA
+    result = run_nightly(config, data, registry_uri=args.registry, runs_dir=args.runs,
+                         simulate_if_missing=args.data is None, dask=args.dask, score_latest=not args.no_score,
+                         progress=not args.no_progress, config_path=args.config)
+    s = result.summary
+    test = s["test"]
+    print("\n== nightly run", result.run_id, "==")
+    print(f"data:        {s['data']['rows']:,} transactions from {data} ({s['data']['invalid_rows']} quarantined)")
+    print("candidates (validation AP -> test AP):")
+    for kind, c in s["candidates"].items():
+        mark = "*" if kind == s["winner"]["kind"] else " "
+        print(f"  {mark} {kind:24s} {c['validation_average_precision']:.4f} -> {c['test_average_precision']:.4f}")
+    print(f"winner:      {s['winner']['kind']} (gamma {s['winner']['gamma']}, alpha {s['winner']['alpha']}): "
+          f"{s['choice']['reason']}")
+    print(f"test:        AUC {test['auc_roc']:.4f}, AP {test['average_precision']:.4f}, recall at thresholds "
+          f"{test['policy']['recall']:.3f}, {test['policy']['reviews_per_day']:.1f} reviews/day, "
+          f"card precision@{test['card_precision_at_k']['k']} {test['card_precision_at_k']['mean']:.3f}")
+    print(f"thresholds:  review >= {s['policy']['thresholds']['review']:.4f}, "
+          f"decline >= {s['policy']['thresholds']['decline']:.4f}")
+    print(f"gate:        {s['gate']['decision']}: {s['gate']['reason']}")
+    print(f"registry:    version {result.version} ({'promoted' if result.promoted else 'not promoted'}); "
+          f"champion is {result.champion}")
+    for name, path in result.artefacts.items():
+        print(f"{name + ':':12s} {path}")
+    print(f"took {s['seconds']:.0f} s")
+    return 0
+
+
+def cmd_score_batch(args) -> int:
+    from fraud.registry import ModelRegistry
+
+    from .scoring import score_batch
+
+    config = _config(args)
+    registry = ModelRegistry.open(args.registry or config.registry.uri)
+    result = score_batch(args.input, args.output, config, registry, history_source=args.history,
+                         chunk_rows=args.chunk_rows, dask=args.dask, progress=not args.no_progress)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_registry(args) -> int:
+    from fraud.registry import ModelRegistry
+
+    registry = ModelRegistry.open(args.registry or _config(args).registry.uri)
+    if args.action == "list":
+        champion = registry.champion()
+        for version in registry.versions():
+            m = registry.manifest(version)
+            print(f"{'*' if version == champion else ' '} {version}  {m.get('model_kind', '?'):22s} {m['created_at']}")
+        return 0
+    print(json.dumps({"manifest": registry.manifest(args.version),
+                      "metrics": {k: v for k, v in registry.read_json(args.version, "metrics.json").items()
+                                  if k in ("winner", "test", "policy", "gate")}}, indent=2, default=str))
+    return 0
+
+
+def cmd_promote(args, action: str) -> int:
+    from fraud.registry import ModelRegistry
+
+    registry = ModelRegistry.open(args.registry or _config(args).registry.uri)
+    if action == "rollback":
+        registry.rollback(args.version, args.reason or "manual rollback")
+    else:
+        registry.promote(args.version, args.reason or "manual promotion")
+    print(f"champion is now {registry.champion()}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import os
+
+    import uvicorn
+
+    if args.registry:
+        os.environ["FRAUD_REGISTRY_URI"] = args.registry
+    if args.config:
+        os.environ["FRAUD_CONFIG_PATH"] = args.config
+    uvicorn.run("lambda_handler.app:app", host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraud", description="Fraud scoring with focal-loss gradient boosting.")
+    parser.add_argument("--config", help="TOML config (default: the packaged one)")
+    parser.add_argument("--registry", help="registry directory or s3://bucket/prefix (default: from the config)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="the nightly job: train, compare, calibrate, gate, promote, report, score")
+    p.add_argument("--data", help=f"transactions (file, directory, s3://); default {DEFAULT_DATA}, simulated if absent")
+    p.add_argument("--runs", default="runs", help="where reports go (one directory per run)")
+    p.add_argument("--dask", help="'local' for a LocalCluster or a scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--no-score", action="store_true", help="skip scoring the latest day")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("simulate", help="write simulated transactions as daily Parquet partitions")
+    p.add_argument("--out", default=DEFAULT_DATA)
+    p.add_argument("--days", type=int)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("score-batch", help="score a Parquet day with the champion model")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--history", help="transactions before the input, for the features (e.g. the training data)")
+    p.add_argument("--chunk-rows", type=int, default=50_000)
+    p.add_argument("--dask")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_score_batch)
+
+    p = sub.add_parser("registry", help="list model versions or show one")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("version", nargs="?")
+    p.set_defaults(func=cmd_registry)
+
+    for action in ("promote", "rollback"):
+        p = sub.add_parser(action, help=f"{action} a registry version to champion")
+        p.add_argument("version")
+        p.add_argument("--reason")
+        p.set_defaults(func=lambda a, action=action: cmd_promote(a, action))
+
+    p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    from fraud.registry import RegistryError
+    from fraud.validation import InputError
+
+    try:
+        return args.func(args)
+    except (InputError, RegistryError) as exc:
+        logging.getLogger("fraud").error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Fitting the candidates on a Dask cluster: ``xgboost.dask`` and LightGBM's Dask API,
+with the focal objective (each worker evaluates it on its own partitions).
+
+The trained model comes back as the same local classifier the single-process path
+produces, so calibration, thresholds, the registry and the API do not know the
+difference. LightGBM's Dask API has no early stopping: it trains the configured number
+of rounds. Use through ``DaskFitter(client)`` as the ``fitter`` of ``fraud.training.train``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import xgboost as xgb
+
+from fraud.models import FOCAL_KINDS, Candidate
+from fraud.search import FoldData
+from objectives import FocalLGBMClassifier, FocalXGBClassifier, LightGBMObjective, XGBoostMetric, XGBoostObjective
+from objectives import booster_params as focal_booster_params
+from objectives.sklearn import hessian_scale, make_loss
+
+log = logging.getLogger(__name__)
+
+
+def _to_dask(client, X, y=None, w=None, partitions: int = 4):
+    import dask.array as da
+    import dask.dataframe as dd
+
+    Xd = dd.from_pandas(X.reset_index(drop=True), npartitions=partitions)
+    chunks = tuple(Xd.map_partitions(len).compute())
+    yd = None if y is None else da.from_array(np.asarray(y, dtype=np.float32), chunks=(chunks,))
+    wd = None if w is None else da.from_array(np.asarray(w, dtype=np.float32), chunks=(chunks,))
+    return Xd, yd, wd
+
+
+class DaskFitter:
+    """``fitter(candidate, fold)`` that trains on a Dask cluster."""
+
+    def __init__(self, client, partitions: int | None = None):
+        self.client = client
+        self.partitions = partitions or max(2, len(client.scheduler_info()["workers"]))
+
+    def __call__(self, cand: Candidate, fold: FoldData) -> Candidate:
+        if cand.kind == "focal_lgbm":
+            return self._fit_lightgbm(cand, fold)
+        return self._fit_xgboost(cand, fold)
+
+    def _fit_xgboost(self, cand: Candidate, fold: FoldData) -> Candidate:
+        p = cand.params
+        Xd, yd, wd = _to_dask(self.client, fold.X_train, fold.y_train, fold.w_train, self.partitions)
+        Xv, yv, _ = _to_dask(self.client, fold.X_val, fold.y_val, None, self.partitions)
+        dtrain = xgb.dask.DaskDMatrix(self.client, Xd, yd, weight=wd)
+        dval = xgb.dask.DaskDMatrix(self.client, Xv, yv)
+        base = {"max_depth": p.max_depth, "eta": p.learning_rate, "tree_method": "hist", "seed": cand.seed}
+        if cand.kind in FOCAL_KINDS:
+            loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
+            init = loss.init_margin(fold.y_train, fold.w_train)
+            base["min_child_weight"] = hessian_scale(loss, fold.y_train, fold.w_train) * p.min_child_weight_scale
+            params, obj, metric = focal_booster_params(loss, init, base), XGBoostObjective(loss), XGBoostMetric(loss)
+            out = xgb.dask.train(self.client, params, dtrain, num_boost_round=p.n_estimators, evals=[(dval, "eval_0")],
+                                 obj=obj, custom_metric=metric, early_stopping_rounds=cand.early_stopping_rounds,
+                                 verbose_eval=False)
+            est = FocalXGBClassifier(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators,
+                                     learning_rate=p.learning_rate, max_depth=p.max_depth)
+            booster = out["booster"]
+            best = int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1)
+            est.booster_ = booster[: best + 1]
+            est.classes_, est.n_classes_, est.loss_, est.init_margin_ = np.array([0, 1]), 2, loss, float(init)
+            est.best_iteration_, est.n_features_in_ = best, fold.X_train.shape[1]
+            est.feature_names_in_ = np.asarray(list(fold.X_train.columns), dtype=object)
+            est.min_child_weight_, est.evals_result_ = base["min_child_weight"], out["history"]
+            cand.estimator_ = est
+            cand.history_ = {k: list(map(float, v)) for k, v in out["history"].get("eval_0", {}).items()}
+        else:
+            params = {**base, "objective": "binary:logistic", "eval_metric": "aucpr",
+                      "min_child_weight": p.min_child_weight_scale}
+            if cand.kind == "weighted_logistic_xgb":
+                w = np.ones(len(fold.y_train)) if fold.w_train is None else fold.w_train
+                params["scale_pos_weight"] = float(w[fold.y_train == 0].sum() / max(w[fold.y_train == 1].sum(), 1e-9))
+            out = xgb.dask.train(self.client, params, dtrain, num_boost_round=p.n_estimators, evals=[(dval, "eval_0")],
+                                 early_stopping_rounds=cand.early_stopping_rounds, verbose_eval=False)
+            est = xgb.XGBClassifier()
+            est._Booster = out["booster"]
+            est.n_classes_ = 2
+            cand.estimator_ = est
+            cand.history_ = {k: list(map(float, v)) for k, v in out["history"].get("eval_0", {}).items()}
+        cand.feature_names_ = list(fold.X_train.columns)
+        cand.n_rounds_ = cand.best_rounds()
+        log.info("dask-trained %s: %d rounds", cand.kind, cand.n_rounds_)
+        return cand
+
+    def _fit_lightgbm(self, cand: Candidate, fold: FoldData) -> Candidate:
+        import lightgbm as lgb
+
+        p = cand.params
+        loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
+        init = loss.init_margin(fold.y_train, fold.w_train)
+        Xd, yd, wd = _to_dask(self.client, fold.X_train, fold.y_train, fold.w_train, self.partitions)
+        import dask.array as da
+
+        init_d = da.full(yd.shape, float(init), chunks=yd.chunks)
+        mcw = 1e-3 * hessian_scale(loss, fold.y_train, fold.w_train) * p.min_child_weight_scale
+        model = lgb.DaskLGBMClassifier(client=self.client, objective=LightGBMObjective(loss), n_estimators=p.n_estimators,
+                                       learning_rate=p.learning_rate, max_depth=p.max_depth,
+                                       num_leaves=2 ** p.max_depth - 1, min_sum_hessian_in_leaf=mcw,
+                                       random_state=cand.seed, verbose=-1)
+        model.fit(Xd, yd, sample_weight=wd, init_score=init_d)
+        local = model.to_local()
+        est = FocalLGBMClassifier(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators,
+                                  learning_rate=p.learning_rate, max_depth=p.max_depth)
+        est.booster_ = local.booster_
+        est.classes_, est.n_classes_, est.loss_, est.init_margin_ = np.array([0, 1]), 2, loss, float(init)
+        est.best_iteration_ = local.booster_.current_iteration() - 1
+        est.n_features_in_ = fold.X_train.shape[1]
+        est.feature_names_in_ = np.asarray(list(fold.X_train.columns), dtype=object)
+        est.min_child_weight_, est.evals_result_ = mcw, {}
+        cand.estimator_ = est
+        cand.history_ = {}
+        cand.feature_names_ = list(fold.X_train.columns)
+        cand.n_rounds_ = cand.best_rounds()
+        log.info("dask-trained focal_lgbm: %d rounds (no early stopping on Dask)", cand.n_rounds_)
+        return cand

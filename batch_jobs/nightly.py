@@ -1,0 +1,183 @@
+"""The nightly training job.
+
+    1. (embedded default only) simulate the transactions if they are not there yet
+    2. read and validate the transactions, quarantining bad rows
+    3. build point-in-time features (single process, or Dask)
+    4. search, choose, calibrate and threshold the candidates (fraud.training)
+    5. compare the challenger with the champion on the same test window (the gate)
+    6. publish the challenger as an immutable registry version; promote it if the gate
+       passes (one atomic pointer switch)
+    7. write the report (HTML, PNG, JSON)
+    8. batch-score the latest day with the champion
+
+Every step logs what it did; the paths of everything produced are returned and printed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from fraud import metrics
+from fraud.config import FraudConfig
+from fraud.features.batch import build_features
+from fraud.features.spec import FeatureSpec
+from fraud.io import load_transactions
+from fraud.registry import ModelRegistry, RegistryError
+from fraud.simulator import TransactionSimulator
+from fraud.training import LabelledFeatures, TrainingResult, train
+
+from .history import latest_day, partition_path
+from .scoring import score_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NightlyResult:
+    run_id: str
+    run_dir: Path
+    version: str
+    promoted: bool
+    champion: str | None
+    artefacts: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def ensure_default_data(path: Path, config: FraudConfig) -> bool:
+    """Simulate the embedded default data into ``path`` if it holds no partitions yet."""
+    if path.exists() and any(path.rglob("*.parquet")):
+        return False
+    sim = config.simulation
+    log.info("no data at %s: simulating %d days of transactions (seed %d)", path, sim.days, sim.seed)
+    TransactionSimulator(n_customers=sim.n_customers, n_terminals=sim.n_terminals, start_date=sim.start_date,
+                         seed=sim.seed, label_delay_days=config.data.label_delay_days).write(path, sim.days)
+    return True
+
+
+def gate(result: TrainingResult, champion_version: str | None, registry: ModelRegistry, transactions: pd.DataFrame,
+         features: pd.DataFrame, config: FraudConfig) -> dict:
+    """Is the challenger not worse than the champion on the same test window?"""
+    split = result.summary["split"]
+    test_mask = ((transactions["timestamp"] >= pd.Timestamp(split["test"]["start"]))
+                 & (transactions["timestamp"] < pd.Timestamp(split["test"]["end"]))).to_numpy()
+    labels = transactions["label"].to_numpy()[test_mask]
+    days = (transactions["timestamp"][test_mask].dt.floor("D")).astype("int64").to_numpy()
+    capacity = config.policy.review_capacity_per_day
+
+    def score(bundle, feats):
+        probs = bundle.predict_proba(feats.loc[test_mask])
+        return {"average_precision": metrics.ranking(probs, labels)["average_precision"],
+                "recall_at_capacity": metrics.recall_at_capacity(probs, labels, days, capacity)}
+
+    challenger = {"version": "challenger", **score(result.bundle, features)}
+    if champion_version is None:
+        return {"decision": "promote", "reason": "there is no champion yet", "scores": {"challenger": challenger}}
+    try:
+        champion_bundle = registry.load(champion_version)
+    except RegistryError as exc:
+        return {"decision": "promote", "reason": f"the champion cannot be loaded ({exc})",
+                "scores": {"challenger": challenger}}
+    champ_features = features if champion_bundle.spec == result.bundle.spec else \
+        build_features(transactions, champion_bundle.spec)
+    champion = {"version": champion_version, **score(champion_bundle, champ_features)}
+    tol_ap = config.gate.average_precision_tolerance
+    tol_recall = config.gate.recall_at_capacity_tolerance
+    ap_ok = challenger["average_precision"] >= champion["average_precision"] - tol_ap
+    recall_ok = challenger["recall_at_capacity"] >= champion["recall_at_capacity"] - tol_recall
+    decision = "promote" if ap_ok and recall_ok else "keep champion"
+    reason = (f"challenger AP {challenger['average_precision']:.4f} vs champion {champion['average_precision']:.4f} "
+              f"(tolerance {tol_ap}); recall at capacity {challenger['recall_at_capacity']:.3f} vs "
+              f"{champion['recall_at_capacity']:.3f} (tolerance {tol_recall})")
+    return {"decision": decision, "reason": reason, "scores": {"challenger": challenger, "champion": champion}}
+
+
+def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None = None, runs_dir: str | Path = "runs",
+                simulate_if_missing: bool = False, dask: str | None = None, score_latest: bool = True,
+                progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None) -> NightlyResult:
+    started = time.perf_counter()
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = Path(runs_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    registry = ModelRegistry.open(registry_uri or config.registry.uri, endpoint_url)
+    log.info("nightly run %s: data %s, registry %s, report in %s", run_id, data, registry.uri, run_dir)
+
+    if simulate_if_missing and not str(data).startswith("s3://"):
+        ensure_default_data(Path(data), config)
+    step = time.perf_counter()
+    transactions, validation = load_transactions(data, config, require_label=True,
+                                                 quarantine_dir=run_dir / "quarantine", endpoint_url=endpoint_url)
+    log.info("[1/6] read %d valid transactions (%d set aside) in %.1fs", len(transactions), validation.rows_bad,
+             time.perf_counter() - step)
+
+    step = time.perf_counter()
+    spec = FeatureSpec.default(config.features, config.columns)
+    if dask:
+        from fraud.features.distributed import build_features_dask, dask_client
+
+        with dask_client(dask) as client:
+            feats = build_features_dask(transactions, spec).loc[transactions["transaction_id"].to_numpy()]
+            features = feats.reset_index(drop=True)
+            from .dask_fit import DaskFitter
+
+            log.info("[2/6] built %d features for %d rows with Dask in %.1fs", len(spec.names), len(features),
+                     time.perf_counter() - step)
+            step = time.perf_counter()
+            result = train(LabelledFeatures.from_transactions(transactions, features), config, spec,
+                           progress=progress, fitter=DaskFitter(client))
+    else:
+        features = build_features(transactions, spec)
+        log.info("[2/6] built %d features for %d rows in %.1fs", len(spec.names), len(features),
+                 time.perf_counter() - step)
+        step = time.perf_counter()
+        result = train(LabelledFeatures.from_transactions(transactions, features), config, spec, progress=progress)
+    log.info("[3/6] trained and compared %d candidates in %.1fs", len(result.summary["candidates"]),
+             time.perf_counter() - step)
+
+    step = time.perf_counter()
+    champion_before = registry.champion()
+    verdict = gate(result, champion_before, registry, transactions, features, config)
+    summary = {**result.summary, "run_id": run_id, "gate": verdict,
+               "data": {"source": str(data), "rows": int(len(transactions)), "invalid_rows": validation.rows_bad,
+                        "first": transactions["timestamp"].min().isoformat(),
+                        "last": transactions["timestamp"].max().isoformat()}}
+    version = registry.publish(result.bundle, extra={
+        "metrics.json": summary,
+        "config.json": json.loads(config.model_dump_json()),
+        "training.json": {"run_id": run_id, "data": summary["data"], "split": summary["split"],
+                          "library_versions": summary["library_versions"], "config_path": config_path}})
+    promoted = verdict["decision"] == "promote"
+    if promoted:
+        registry.promote(version, verdict["reason"])
+    else:
+        log.warning("gate kept the champion %s: %s", champion_before, verdict["reason"])
+    log.info("[4/6] published version %s (%s) in %.1fs", version, "promoted" if promoted else "not promoted",
+             time.perf_counter() - step)
+
+    from fraud.report import write_report
+
+    summary["registry_version"] = version
+    artefacts = {f"report_{k}": v for k, v in write_report(run_dir, summary, result.plots).items()}
+    log.info("[5/6] report written to %s", artefacts["report_html"])
+
+    if score_latest and not str(data).startswith("s3://"):
+        day = latest_day(data)
+        if day is not None:
+            step = time.perf_counter()
+            out = run_dir / f"scores-{day}.parquet"
+            scored = score_batch(partition_path(data, day), out, config, registry, history_source=data,
+                                 progress=progress, endpoint_url=endpoint_url)
+            artefacts["scores"] = out
+            summary["latest_day_scores"] = scored
+            log.info("[6/6] scored %s (%d transactions) in %.1fs: %s", day, scored["rows"],
+                     time.perf_counter() - step, scored["decisions"])
+    (run_dir / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    summary["seconds"] = time.perf_counter() - started
+    return NightlyResult(run_id, run_dir, version, promoted, registry.champion(), artefacts, summary)
+

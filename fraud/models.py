@@ -1,0 +1,193 @@
+"""The candidate models the nightly job compares, behind one small interface.
+
+- ``focal_xgb`` / ``focal_lgbm``: the focal-loss classifiers from ``objectives``;
+- ``logistic_xgb``: XGBoost's built-in logistic loss (the baseline every team has);
+- ``weighted_logistic_xgb``: the same with positives up-weighted by negatives/positives.
+
+Each one fits with early stopping on a validation set (average precision), predicts an
+uncalibrated probability and its margin, explains a prediction with per-feature
+contributions (TreeSHAP, in margin space), and saves itself in its library's own format
+(never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from objectives import FocalLGBMClassifier, FocalXGBClassifier
+from objectives.sklearn import sidecar_path
+
+FOCAL_KINDS = ("focal_xgb", "focal_lgbm")
+BASELINE_KINDS = ("logistic_xgb", "weighted_logistic_xgb")
+KINDS = FOCAL_KINDS + BASELINE_KINDS
+
+
+@dataclass
+class HyperParams:
+    max_depth: int = 6
+    learning_rate: float = 0.1
+    n_estimators: int = 400
+    gamma: float | None = None
+    alpha: float | None = None
+    min_child_weight_scale: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"max_depth": self.max_depth, "learning_rate": self.learning_rate, "n_estimators": self.n_estimators,
+                "gamma": self.gamma, "alpha": self.alpha, "min_child_weight_scale": self.min_child_weight_scale,
+                **self.extra}
+
+
+class Candidate:
+    """One trained candidate: ``fit``, ``predict_proba`` (uncalibrated), ``margin``,
+    ``contributions``, ``save``/``load``."""
+
+    def __init__(self, kind: str, params: HyperParams, early_stopping_rounds: int = 30,
+                 n_jobs: int | None = None, seed: int = 0):
+        if kind not in KINDS:
+            raise ValueError(f"unknown candidate {kind!r}; choose from {KINDS}")
+        self.kind = kind
+        self.params = params
+        self.early_stopping_rounds = early_stopping_rounds
+        self.n_jobs = n_jobs
+        self.seed = seed
+
+    # -- fitting -------------------------------------------------------------------------
+    def _estimator(self, y, weight):
+        p = self.params
+        if self.kind in FOCAL_KINDS:
+            cls = FocalXGBClassifier if self.kind == "focal_xgb" else FocalLGBMClassifier
+            est = cls(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators, learning_rate=p.learning_rate,
+                      max_depth=p.max_depth, early_stopping_rounds=self.early_stopping_rounds,
+                      eval_metric="average_precision", n_jobs=self.n_jobs, random_state=self.seed)
+            if p.min_child_weight_scale != 1.0:
+                # resolve "auto" now, then scale it
+                from objectives.sklearn import hessian_scale, make_loss
+
+                loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
+                base = est._default_min_child_weight() * hessian_scale(loss, np.asarray(y), weight)
+                est.set_params(min_child_weight=base * p.min_child_weight_scale)
+            return est
+        extra = {}
+        if self.kind == "weighted_logistic_xgb":
+            w = np.ones(len(y)) if weight is None else np.asarray(weight)
+            extra["scale_pos_weight"] = float(w[np.asarray(y) == 0].sum() / max(w[np.asarray(y) == 1].sum(), 1e-9))
+        return xgb.XGBClassifier(objective="binary:logistic", n_estimators=p.n_estimators,
+                                 learning_rate=p.learning_rate, max_depth=p.max_depth,
+                                 min_child_weight=p.min_child_weight_scale, tree_method="hist",
+                                 eval_metric="aucpr", early_stopping_rounds=self.early_stopping_rounds,
+                                 n_jobs=self.n_jobs, random_state=self.seed, **extra)
+
+    def fit(self, X: pd.DataFrame, y, weight=None, X_val=None, y_val=None) -> "Candidate":
+        est = self._estimator(y, weight)
+        eval_set = [(X_val, y_val)] if X_val is not None else None
+        if self.kind in FOCAL_KINDS:
+            est.fit(X, y, sample_weight=weight, eval_set=eval_set)
+            history = next(iter(est.evals_result_.values()), {})
+        else:
+            est.fit(X, y, sample_weight=weight, eval_set=eval_set, verbose=False)
+            history = est.evals_result().get("validation_0", {})
+        self.estimator_ = est
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.items()}
+        self.n_rounds_ = self.best_rounds()
+        self.feature_names_ = list(X.columns)
+        return self
+
+    def best_rounds(self) -> int:
+        est = self.estimator_
+        if self.kind in FOCAL_KINDS:
+            return int(est.best_iteration_) + 1
+        best = getattr(est, "best_iteration", None)
+        return int(best) + 1 if best is not None else int(est.get_booster().num_boosted_rounds())
+
+    # -- predicting ----------------------------------------------------------------------
+    def margin(self, X) -> np.ndarray:
+        if self.kind in FOCAL_KINDS:
+            return self.estimator_.decision_function(X)
+        booster = self.estimator_.get_booster()
+        return booster.inplace_predict(X, predict_type="margin", iteration_range=(0, self.n_rounds_))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Uncalibrated probability of fraud."""
+        z = np.asarray(self.margin(X), dtype=np.float64)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def contributions(self, X) -> np.ndarray:
+        """Per-feature contributions to the margin, (n, n_features) (bias dropped)."""
+        if self.kind == "focal_lgbm":
+            booster = self.estimator_.booster_
+            out = booster.predict(X, pred_contrib=True, num_iteration=self.estimator_.best_iteration_ + 1)
+        else:
+            booster = self.estimator_.booster_ if self.kind == "focal_xgb" else self.estimator_.get_booster()
+            dm = xgb.DMatrix(X)
+            out = booster.predict(dm, pred_contribs=True, iteration_range=(0, self.n_rounds_))
+        return np.asarray(out)[:, :-1]
+
+    def feature_importance(self) -> dict[str, float]:
+        """Total gain per feature, normalised to sum 1."""
+        if self.kind == "focal_lgbm":
+            gains = self.estimator_.booster_.feature_importance(importance_type="gain")
+            raw = dict(zip(self.feature_names_, gains))
+        else:
+            booster = self.estimator_.booster_ if self.kind == "focal_xgb" else self.estimator_.get_booster()
+            raw = booster.get_score(importance_type="total_gain")
+        total = sum(raw.values()) or 1.0
+        return {name: float(raw.get(name, 0.0)) / total for name in self.feature_names_}
+
+    @property
+    def focal(self) -> tuple[float, float | None] | None:
+        """(gamma, alpha) for focal candidates."""
+        return (self.params.gamma, self.params.alpha) if self.kind in FOCAL_KINDS else None
+
+    # -- persistence ---------------------------------------------------------------------
+    def model_filename(self) -> str:
+        return "model.txt" if self.kind == "focal_lgbm" else "model.json"
+
+    def save(self, directory: Path) -> list[Path]:
+        """Write the model files; returns their paths."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / self.model_filename()
+        meta = {"kind": self.kind, "params": self.params.to_dict(), "n_rounds": self.n_rounds_,
+                "feature_names": self.feature_names_}
+        if self.kind in FOCAL_KINDS:
+            self.estimator_.save_model(path)
+            files = [path, sidecar_path(path)]
+        else:
+            self.estimator_.get_booster()[: self.n_rounds_].save_model(str(path))
+            files = [path]
+        (directory / "candidate.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return files + [directory / "candidate.json"]
+
+    @classmethod
+    def load(cls, directory: Path) -> "Candidate":
+        meta = json.loads((directory / "candidate.json").read_text())
+        params = dict(meta["params"])
+        known = {k: params.pop(k) for k in list(params) if k in HyperParams.__dataclass_fields__}
+        cand = cls(meta["kind"], HyperParams(**known, extra=params))
+        path = directory / cand.model_filename()
+        if cand.kind == "focal_xgb":
+            cand.estimator_ = FocalXGBClassifier.load_model(path)
+        elif cand.kind == "focal_lgbm":
+            cand.estimator_ = FocalLGBMClassifier.load_model(path)
+        else:
+            est = xgb.XGBClassifier()
+            est.load_model(str(path))
+            cand.estimator_ = est
+        cand.n_rounds_ = int(meta["n_rounds"])
+        cand.feature_names_ = list(meta["feature_names"])
+        cand.history_ = {}
+        return cand
+
+
+def library_versions() -> dict:
+    import sklearn
+
+    return {"xgboost": xgb.__version__, "lightgbm": lgb.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__}

@@ -1,0 +1,212 @@
+"""Training the candidates and building the winning model bundle: the Python API.
+
+    data = LabelledFeatures.from_transactions(transactions, features)
+    result = train(data, config, spec)
+    result.bundle.predict_proba(features)      # calibrated
+    result.bundle.decide(features)             # approve / review / decline
+    result.summary                             # every figure of the report, JSON-ready
+
+Steps: time-ordered windows (``splits``); for each candidate a hyper-parameter search on
+the validation folds (``search``); the winner is picked on validation average precision,
+ties broken by recall within the review capacity; its scores are calibrated on
+validation; thresholds are chosen on calibrated validation scores (``policy``); the test
+window is only reported, for every candidate side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import metrics
+from .bundle import ModelBundle
+from .calibration import Calibrator, calibration_curve
+from .config import FraudConfig
+from .features.spec import FeatureSpec
+from .models import FOCAL_KINDS, library_versions
+from .policy import choose_thresholds, outcome
+from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
+from .search import FoldData, SearchResult, local_fit, search_candidate
+from .splits import TimeSplit, make_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelledFeatures:
+    """Features plus what training needs beside them, row-aligned."""
+
+    features: pd.DataFrame
+    timestamp: pd.Series
+    label: np.ndarray
+    label_time: pd.Series
+    amount: np.ndarray
+    card_id: np.ndarray
+    pattern: np.ndarray | None = None
+
+    @classmethod
+    def from_transactions(cls, transactions: pd.DataFrame, features: pd.DataFrame) -> "LabelledFeatures":
+        if LABEL not in transactions.columns:
+            raise ValueError("training needs a label column")
+        return cls(features=features.reset_index(drop=True),
+                   timestamp=transactions[TIMESTAMP].reset_index(drop=True),
+                   label=transactions[LABEL].to_numpy().astype(np.int8),
+                   label_time=transactions[LABEL_TIME].reset_index(drop=True),
+                   amount=transactions[AMOUNT].to_numpy(dtype=np.float64),
+                   card_id=transactions[CARD_ID].to_numpy(dtype=object),
+                   pattern=(transactions["fraud_pattern"].to_numpy(dtype=object)
+                            if "fraud_pattern" in transactions.columns else None))
+
+    def rows(self, mask) -> "LabelledFeatures":
+        idx = np.flatnonzero(mask)
+        return LabelledFeatures(self.features.iloc[idx].reset_index(drop=True),
+                                self.timestamp.iloc[idx].reset_index(drop=True), self.label[idx],
+                                self.label_time.iloc[idx].reset_index(drop=True), self.amount[idx],
+                                self.card_id[idx], None if self.pattern is None else self.pattern[idx])
+
+    def days(self) -> np.ndarray:
+        return (self.timestamp.dt.floor("D") - self.timestamp.min().floor("D")).dt.days.to_numpy()
+
+    def n_days(self) -> float:
+        return float(len(np.unique(self.days()))) if len(self.label) else 0.0
+
+
+@dataclass
+class TrainingResult:
+    bundle: ModelBundle
+    summary: dict
+    plots: dict = field(default_factory=dict)   # arrays for the report's figures
+    searches: dict = field(default_factory=dict)
+
+
+def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int) -> list[FoldData]:
+    rng = np.random.default_rng(seed)
+    folds = []
+    for fold in split.folds:
+        train = data.rows(fold.train.mask(data.timestamp))
+        known = ((train.label == 1) & (train.label_time < fold.label_cutoff).to_numpy()).astype(np.int8)
+        keep = (known == 1) | (rng.random(len(known)) < rate)
+        weight = np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else None
+        val = data.rows(fold.validation.mask(data.timestamp))
+        if known[keep].sum() == 0 or val.label.sum() == 0:
+            raise ValueError(f"fold {fold.train.start.date()}..{fold.validation.end.date()} has no fraud "
+                             "labels in its training or validation window")
+        folds.append(FoldData(train.features.iloc[np.flatnonzero(keep)], known[keep], weight,
+                              val.features, val.label))
+    return folds
+
+
+def _choose_winner(results: dict[str, SearchResult], val: LabelledFeatures, capacity: float) -> tuple[str, dict]:
+    table = {}
+    for kind, res in results.items():
+        probs = res.model.predict_proba(val.features)
+        table[kind] = {"validation_average_precision": res.best.score,
+                       "validation_recall_at_capacity": metrics.recall_at_capacity(
+                           probs, val.label, val.days(), capacity)}
+    best_ap = max(v["validation_average_precision"] for v in table.values())
+    close = [k for k, v in table.items() if v["validation_average_precision"] >= best_ap - 0.005]
+    winner = max(close, key=lambda k: (table[k]["validation_recall_at_capacity"],
+                                       table[k]["validation_average_precision"]))
+    reason = (f"{winner} has the best validation average precision "
+              f"({table[winner]['validation_average_precision']:.4f})")
+    if len(close) > 1:
+        reason = (f"{', '.join(close)} are within 0.005 validation average precision of the best; "
+                  f"{winner} catches the most fraud within the review capacity on validation "
+                  f"({table[winner]['validation_recall_at_capacity']:.3f})")
+    return winner, {"winner": winner, "reason": reason, "validation": table}
+
+
+def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split: TimeSplit | None = None,
+          progress: bool = True, fitter=local_fit) -> TrainingResult:
+    """Search, choose, calibrate and threshold; returns the winning bundle and the figures.
+
+    ``fitter(candidate, fold)`` fits one candidate on one fold (default: in process).
+    """
+    started = time.perf_counter()
+    split = split or make_split(data.timestamp, config.split, pd.Timedelta(config.data.label_delay))
+    cfg = config.search
+    folds = _fold_data(data, split, cfg.negative_sample_rate, cfg.seed)
+    log.info("time split: %s", split.to_dict())
+    kinds = list(cfg.candidates)
+    budget = cfg.time_budget_s
+    results: dict[str, SearchResult] = {}
+    with tqdm(total=cfg.max_trials, desc="hyper-parameter search", unit="trial", disable=not progress) as bar:
+        for i, kind in enumerate(kinds):
+            remaining = budget - (time.perf_counter() - started)
+            share = max(remaining / (len(kinds) - i), 1.0)
+            trials_left = max(1, (cfg.max_trials - sum(len(r.trials) for r in results.values())) // (len(kinds) - i))
+            results[kind] = search_candidate(kind, folds, cfg, share, trials_left, bar, fitter)
+            best = results[kind].best
+            log.info("%s: best validation AP %.4f with %s (%d trials)", kind, best.score, best.params,
+                     len(results[kind].trials))
+
+    val = data.rows(split.folds[0].validation.mask(data.timestamp))
+    test = data.rows(split.test.mask(data.timestamp))
+    capacity = config.policy.review_capacity_per_day
+    winner, choice = _choose_winner(results, val, capacity)
+    model = results[winner].model
+
+    raw_val = model.predict_proba(val.features)
+    raw_test = model.predict_proba(test.features)
+    calibrator = Calibrator(cfg.calibration).fit(raw_val, val.label)
+    cal_val, cal_test = calibrator.predict(raw_val), calibrator.predict(raw_test)
+    thresholds, policy_report = choose_thresholds(cal_val, val.label, val.amount, val.n_days(), config.policy)
+    test_outcome = outcome(cal_test, test.label, test.amount, test.n_days(), thresholds, config.policy)
+    decisions = thresholds.decide(cal_test)
+    margins = model.margin(test.features)
+
+    candidates = {}
+    plots = {"pr_curves": {}, "histories": {}}
+    for kind, res in results.items():
+        probs = res.model.predict_proba(test.features)
+        candidates[kind] = {
+            **choice["validation"][kind], "params": res.best.params, "rounds": res.model.n_rounds_,
+            "trials": len(res.trials), **{f"test_{k}": v for k, v in metrics.ranking(probs, test.label).items()},
+            "test_recall_at_capacity": metrics.recall_at_capacity(probs, test.label, test.days(), capacity),
+        }
+        plots["pr_curves"][kind] = metrics.pr_curve(probs, test.label)
+        plots["histories"][kind] = res.model.history_
+    gamma, alpha = model.focal if winner in FOCAL_KINDS else (0.0, None)
+    summary = {
+        "split": split.to_dict(),
+        "rows": {"train_fold0": int(folds[0].y_train.size), "validation": int(len(val.label)),
+                 "test": int(len(test.label)), "validation_frauds": int(val.label.sum()),
+                 "test_frauds": int(test.label.sum())},
+        "choice": choice,
+        "candidates": candidates,
+        "winner": {"kind": winner, "params": results[winner].best.params, "rounds": model.n_rounds_,
+                   "gamma": gamma, "alpha": alpha},
+        "calibration": {"method": cfg.calibration,
+                        "validation": metrics.calibration_figures(raw_val, cal_val, val.label),
+                        "test": metrics.calibration_figures(raw_test, cal_test, test.label)},
+        "policy": policy_report,
+        "test": {**metrics.ranking(cal_test, test.label), "policy": test_outcome.to_dict(),
+                 "card_precision_at_k": metrics.card_precision_at_k(cal_test, test.label, test.card_id,
+                                                                    test.days(), int(round(capacity))),
+                 "per_class": metrics.per_class(decisions, test.label, test.pattern if test.pattern is not None
+                                                else np.full(len(test.label), "")),
+                 "focal": metrics.focal_view(margins, test.label, gamma, alpha)},
+        "feature_importance": model.feature_importance(),
+        "trials": [{"kind": t.kind, "params": t.params, "validation_ap": t.score, "fold_scores": t.scores,
+                    "rounds": t.rounds, "seconds": t.seconds} for r in results.values() for t in r.trials],
+        "library_versions": library_versions(),
+        "seconds": time.perf_counter() - started,
+    }
+    plots.update(
+        calibration={"before": calibration_curve(raw_test, test.label), "after": calibration_curve(cal_test, test.label)},
+        scores={"fraud": cal_test[test.label == 1], "legit": cal_test[test.label == 0]},
+        margins={"values": margins, "labels": test.label},
+        thresholds=thresholds.to_dict(),
+    )
+    bundle = ModelBundle(model, calibrator, thresholds, spec,
+                         metadata={"winner": winner, "gamma": gamma, "alpha": alpha,
+                                   "trained_on": split.folds[0].train.to_dict(), "as_of": split.as_of.isoformat()})
+    log.info("winner %s (gamma %s, alpha %s): test AP %.4f, recall at thresholds %.3f, %.1f reviews/day",
+             winner, gamma, alpha, summary["test"]["average_precision"], test_outcome.recall,
+             test_outcome.reviews_per_day)
+    return TrainingResult(bundle, summary, plots, results)
