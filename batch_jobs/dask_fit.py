@@ -13,10 +13,12 @@ import logging
 
 import numpy as np
 import xgboost as xgb
+import xgboost.dask  # noqa: F401  (registers xgb.dask)
 
 from fraud.models import FOCAL_KINDS, Candidate
 from fraud.search import FoldData
-from objectives import FocalLGBMClassifier, FocalXGBClassifier, LightGBMObjective, XGBoostMetric, XGBoostObjective
+from objectives import FocalLGBMClassifier, FocalXGBClassifier, XGBoostMetric, XGBoostObjective
+from objectives.lightgbm_adapter import LightGBMSklearnObjective
 from objectives import booster_params as focal_booster_params
 from objectives.sklearn import hessian_scale, make_loss
 
@@ -101,7 +103,7 @@ class DaskFitter:
 
         init_d = da.full(yd.shape, float(init), chunks=yd.chunks)
         mcw = 1e-3 * hessian_scale(loss, fold.y_train, fold.w_train) * p.min_child_weight_scale
-        model = lgb.DaskLGBMClassifier(client=self.client, objective=LightGBMObjective(loss), n_estimators=p.n_estimators,
+        model = lgb.DaskLGBMClassifier(client=self.client, objective=LightGBMSklearnObjective(loss), n_estimators=p.n_estimators,
                                        learning_rate=p.learning_rate, max_depth=p.max_depth,
                                        num_leaves=2 ** p.max_depth - 1, min_sum_hessian_in_leaf=mcw,
                                        random_state=cand.seed, verbose=-1)

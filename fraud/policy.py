@@ -106,8 +106,9 @@ def choose_thresholds(scores, labels, amounts, n_days: float, policy: PolicyConf
     cap_rows = policy.review_capacity_per_day * r.n_days
     horizon = max(cap_rows * 4, r.total_fraud * 6, 50)
     cuts = r.cuts[r.cuts <= horizon]
-    if cuts.size > MAX_CUTS:
-        cuts = np.unique(cuts[np.linspace(0, cuts.size - 1, MAX_CUTS).astype(int)])
+    if cuts.size > MAX_CUTS:  # geometric spacing: dense among the top scores, where decisions are made
+        picks = np.unique(np.geomspace(1, cuts.size, MAX_CUTS).astype(int) - 1)
+        cuts = cuts[picks]
     kd, kf = np.meshgrid(cuts, cuts, indexing="ij")
     keep = kd <= kf
     kd, kf = kd[keep], kf[keep]

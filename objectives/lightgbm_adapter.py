@@ -72,3 +72,14 @@ def init_score(init_margin, n_rows: int) -> np.ndarray:
 def raw_margin(booster, X, init_margin, num_iteration: int | None = None) -> np.ndarray:
     """Full raw margin of a focal-trained LightGBM booster: trees plus the starting margin."""
     return booster.predict(X, raw_score=True, num_iteration=num_iteration) + np.asarray(init_margin)
+
+
+class LightGBMSklearnObjective:
+    """``LGBMClassifier(objective=LightGBMSklearnObjective(loss))`` and the Dask estimators,
+    whose callable objectives take ``(y_true, y_pred, weight)`` instead of a Dataset."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def __call__(self, y_true, y_pred, weight):
+        return self.loss.grad_hess(np.asarray(y_pred).astype(np.float32), y_true, weight)

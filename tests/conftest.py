@@ -38,3 +38,36 @@ def small_transactions(small_sim_dir, default_config):
 
     frame, _ = load_transactions(small_sim_dir, default_config, require_label=True)
     return frame
+
+
+SMALL_TRAINING = {
+    "split": {"train_days": 14, "validation_days": 5, "test_days": 5, "prequential_folds": 1},
+    "search": {"time_budget_s": 30, "max_trials": 4, "max_rounds": 120, "early_stopping_rounds": 15,
+               "max_depths": [4], "learning_rates": [0.2], "n_jobs": 2},
+    "policy": {"review_capacity_per_day": 20},
+}
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    """Windows and search sized for the 45-day small simulation."""
+    from fraud.config import load_config
+
+    return load_config(overrides=SMALL_TRAINING)
+
+
+@pytest.fixture(scope="session")
+def small_features(small_transactions, small_config):
+    from fraud.features.batch import build_features
+    from fraud.features.spec import FeatureSpec
+
+    spec = FeatureSpec.default(small_config.features, small_config.columns)
+    return spec, build_features(small_transactions, spec)
+
+
+@pytest.fixture(scope="session")
+def small_training(small_transactions, small_features, small_config):
+    from fraud.training import LabelledFeatures, train
+
+    spec, features = small_features
+    return train(LabelledFeatures.from_transactions(small_transactions, features), small_config, spec, progress=False)
