@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Mapping
 
 import numpy as np
@@ -32,6 +32,7 @@ from .spec import (CARD, CARD_TERMINAL, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS
                    WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
 
 NAN = float("nan")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def entity_key(kind: str, entity_id: str) -> str:
@@ -51,10 +52,11 @@ def to_epoch_seconds(value) -> int:
         return math.floor(value)
     if isinstance(value, str):
         value = pd.Timestamp(value)
-    if isinstance(value, datetime):
-        ts = pd.Timestamp(value)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        return int(ts.value // 1_000_000_000)
+    if isinstance(value, datetime):  # includes pandas Timestamps; naive means UTC
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        delta = value - EPOCH  # integer arithmetic: floors exactly, like the batch path
+        return delta.days * 86400 + delta.seconds
     raise TypeError(f"cannot read a timestamp from {value!r}")
 
 

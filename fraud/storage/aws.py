@@ -11,12 +11,19 @@ import os
 
 
 @functools.lru_cache(maxsize=None)
-def client(service: str, endpoint_url: str | None = None, region: str | None = None):
-    """A cached boto3 client (clients are thread-safe; creating one costs ~50 ms)."""
+def client(service: str, endpoint_url: str | None = None, region: str | None = None, fail_fast: bool = False):
+    """A cached boto3 client (clients are thread-safe; creating one costs ~50 ms).
+
+    ``fail_fast``: one attempt, short timeouts, for calls on the request path whose caller
+    has its own fallback (the review queue falls back to the outbox).
+    """
     import boto3
     from botocore.config import Config
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)
+    if fail_fast:
+        config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=0.5, read_timeout=1.5)
+    else:
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)
     return boto3.session.Session().client(service, endpoint_url=endpoint_url or None,
                                           region_name=region, config=config)

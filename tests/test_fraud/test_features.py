@@ -12,6 +12,7 @@ from fraud.features.online import OnlineFeatures, entity_key
 from fraud.features.spec import FeatureSpec, feature_names
 from fraud.schema import epoch_seconds, tiebreak
 from fraud.storage.kv import InMemoryKeyValueStore
+from helpers.replay import replay
 
 
 @pytest.fixture(scope="module")
@@ -106,31 +107,6 @@ def test_windows_count_what_they_should():
     mean, var = 20.0, (100 + 400 + 900) / 3 - 400
     assert f.loc["d", "card_amount_zscore_30d"] == pytest.approx((90 - mean) / np.sqrt(var + 1))
     assert np.isnan(f.loc["a", "card_amount_ratio_30d"])
-
-
-def replay(transactions: pd.DataFrame, spec: FeatureSpec, day_start: pd.Timestamp, store=None):
-    """Load history before ``day_start``, then replay that day's transactions and the labels
-    that become known during it, in time order, through the online path."""
-    day_end = day_start + pd.Timedelta(days=1)
-    engine = OnlineFeatures(spec, store or InMemoryKeyValueStore())
-    engine.load_history(transactions, as_of=day_start)
-    day = transactions[(transactions["timestamp"] >= day_start) & (transactions["timestamp"] < day_end)]
-    labels = transactions[(transactions["label_time"] >= day_start) & (transactions["label_time"] < day_end)]
-    events = pd.concat([
-        pd.DataFrame({"kind": 0, "t": epoch_seconds(day["timestamp"]),
-                      "tb": tiebreak(day["transaction_id"].to_numpy(object)), "row": day.index}),
-        pd.DataFrame({"kind": 1, "t": epoch_seconds(labels["label_time"]),
-                      "tb": tiebreak(labels["transaction_id"].to_numpy(object)), "row": labels.index}),
-    ]).sort_values(["t", "kind", "tb"])  # a label known at t is not used at t
-    records = transactions.to_dict("index")
-    out = {}
-    for kind, _, _, row in events.itertuples(index=False):
-        rec = records[row]
-        if kind == 0:
-            out[row] = engine.process(rec)
-        else:
-            engine.add_label(rec["terminal_id"], rec["label"] == 1, rec["label_time"])
-    return pd.DataFrame.from_dict(out, orient="index")[spec.names], engine
 
 
 def test_online_replay_of_a_day_equals_batch(small_transactions, batch, spec):

@@ -1,0 +1,97 @@
+"""Wiring: build the adapters and services for the configured backend.
+
+``local``: in-process stores, queue and metrics, the local registry; ``aws``: DynamoDB
+tables, the SQS review queue and the registry on S3 (the CDK app sets the names).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fraud.config import load_config
+from fraud.features.online import OnlineFeatures
+from fraud.registry import ModelRegistry
+from fraud.storage.kv import DynamoDBKeyValueStore, InMemoryKeyValueStore, KeyValueStore
+from fraud.storage.metrics import EMFMetricsSink, InMemoryMetricsSink, MetricsSink, NullMetricsSink
+from fraud.storage.queue import InMemoryQueue, MessageQueue, SQSQueue
+
+from .feedback import FeedbackService
+from .model_holder import ModelHolder
+from .review import ReviewRouter
+from .scoring import Overrides, ScoringService
+from .security import ApiKeyChecker
+from .settings import Settings
+from .telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    holder: ModelHolder
+    online: OnlineFeatures
+    stores: dict[str, KeyValueStore]
+    queue: MessageQueue
+    sink: MetricsSink
+    telemetry: Telemetry
+    router: ReviewRouter
+    overrides: Overrides
+    scoring: ScoringService
+    feedback: FeedbackService
+    api_keys: ApiKeyChecker
+
+
+def _store(settings: Settings, table: str) -> KeyValueStore:
+    if settings.backend == "aws":
+        return DynamoDBKeyValueStore(table, endpoint_url=settings.aws_endpoint_url)
+    return InMemoryKeyValueStore()
+
+
+def _sink(settings: Settings, stream=None) -> MetricsSink:
+    if settings.metrics == "emf":
+        return EMFMetricsSink(settings.metrics_namespace, settings.service_name, stream or sys.stdout)
+    if settings.metrics == "memory":
+        return InMemoryMetricsSink()
+    return NullMetricsSink()
+
+
+def build_container(settings: Settings, queue: MessageQueue | None = None, metrics_stream=None) -> Container:
+    """Everything the API needs; loads and verifies the champion model (fails loudly)."""
+    holder = ModelHolder(ModelRegistry.open(settings.registry_uri, settings.aws_endpoint_url),
+                         settings.champion_recheck_s)
+    stores = {name: _store(settings, getattr(settings, f"{name}_table"))
+              for name in ("features", "idempotency", "outbox", "lists", "feedback")}
+    online = OnlineFeatures(holder.bundle.spec, stores["features"])
+    if queue is None:
+        queue = SQSQueue(settings.review_queue_url, settings.aws_endpoint_url) if settings.review_queue_url \
+            else InMemoryQueue()
+    sink = _sink(settings, metrics_stream)
+    telemetry = Telemetry(sink)
+    router = ReviewRouter(queue, stores["outbox"], telemetry, settings.review_send_attempts)
+    overrides = Overrides(stores["lists"])
+    scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry,
+                             settings.card_hash_salt, settings.in_progress_timeout_s)
+    feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
+                               settings.feedback_window_days, settings.recall_slo)
+    if settings.history_path and settings.backend == "local":
+        entities = warm_from_history(online, settings.history_path, settings.config_path)
+        log.info("feature state warmed from %s: %d cards and terminals", settings.history_path, entities)
+    return Container(settings, holder, online, stores, queue, sink, telemetry, router, overrides, scoring, feedback,
+                     ApiKeyChecker(settings))
+
+
+def warm_from_history(online: OnlineFeatures, source: str, config_path: str | None) -> int:
+    """Load the last month of ``source`` into the online state (local serving only)."""
+    from fraud.io import load_transactions
+
+    config = load_config(config_path)
+    frame, _ = load_transactions(source, config)
+    if not len(frame):
+        return 0
+    since = frame["timestamp"].max() - pd.Timedelta(days=35)
+    return online.load_history(frame[frame["timestamp"] >= since])

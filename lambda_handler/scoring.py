@@ -1,0 +1,180 @@
+"""Scoring one transaction or a batch: idempotent per transaction id.
+
+    claim the transaction id (conditional write)     -> a retry replays the stored answer
+    allow / block lists                              -> override with its reason
+    online features (state read + atomic update)     -> the same numbers as training
+    calibrated probability, decision, top reasons    -> the champion model
+    review decision                                  -> exactly one review message
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from fraud.features.online import OnlineFeatures, short_hash
+from fraud.storage.kv import ConditionFailed, KeyValueStore
+
+from .model_holder import ModelHolder
+from .review import ReviewRouter
+from .schemas import Override, Reason, ScoreResponse, Transaction
+from .security import card_token
+from .telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+TXN_PREFIX = "txn#"
+RECORD_TTL_S = 90 * 86400  # chargebacks arrive for weeks; keep what feedback needs
+
+
+class InProgress(Exception):
+    """The same transaction id is being scored by another request right now."""
+
+
+class PayloadMismatch(Exception):
+    """A transaction id came back with different content."""
+
+
+def payload_digest(txn: Transaction) -> str:
+    return hashlib.sha256(txn.model_dump_json().encode()).hexdigest()
+
+
+class Overrides:
+    """Allow and block lists per card and terminal (ids hashed in the store)."""
+
+    def __init__(self, store: KeyValueStore):
+        self.store = store
+
+    @staticmethod
+    def key(list_name: str, entity: str, entity_id: str) -> str:
+        return f"{list_name}#{entity}#{short_hash(entity_id)}"
+
+    def set(self, list_name: str, entity: str, entity_id: str, reason: str) -> None:
+        self.store.put(self.key(list_name, entity, entity_id),
+                       {"reason": reason, "added_at": datetime.now(timezone.utc).isoformat()})
+
+    def remove(self, list_name: str, entity: str, entity_id: str) -> bool:
+        key = self.key(list_name, entity, entity_id)
+        existed = self.store.get(key) is not None
+        self.store.delete(key)
+        return existed
+
+    def check(self, txn: Transaction) -> Override | None:
+        for list_name in ("block", "allow"):  # a block wins over an allow
+            for entity, entity_id in (("card", txn.card_id), ("terminal", txn.terminal_id)):
+                item = self.store.get(self.key(list_name, entity, entity_id))
+                if item is not None:
+                    return Override(list=list_name, entity=entity, reason=item.value["reason"])
+        return None
+
+
+class ScoringService:
+    def __init__(self, holder: ModelHolder, online: OnlineFeatures, idempotency: KeyValueStore,
+                 overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, card_salt: str,
+                 in_progress_timeout_s: float = 30):
+        self.holder = holder
+        self.online = online
+        self.idempotency = idempotency
+        self.overrides = overrides
+        self.router = router
+        self.telemetry = telemetry
+        self.card_salt = card_salt
+        self.in_progress_timeout_s = in_progress_timeout_s
+
+    # -- idempotency ---------------------------------------------------------------------
+    def _claim(self, txn: Transaction, digest: str):
+        """(None, version) when this request owns the transaction, or (stored response, None)."""
+        key = TXN_PREFIX + txn.transaction_id
+        deadline = time.monotonic() + 2.0
+        while True:
+            item = self.idempotency.get(key)
+            if item is None:
+                try:
+                    return None, self.idempotency.put(key, {"state": "in_progress", "digest": digest,
+                                                            "started": time.time()},
+                                                      expected_version=0, ttl_seconds=RECORD_TTL_S)
+                except ConditionFailed:
+                    continue
+            record = item.value
+            if record.get("digest") != digest:
+                raise PayloadMismatch(f"transaction_id {txn.transaction_id} was already scored with different content")
+            if record["state"] == "done":
+                return record["response"], None
+            if time.time() - record["started"] > self.in_progress_timeout_s:  # the owner died: take over
+                try:
+                    return None, self.idempotency.put(key, {**record, "started": time.time()},
+                                                      expected_version=item.version, ttl_seconds=RECORD_TTL_S)
+                except ConditionFailed:
+                    continue
+            if time.monotonic() > deadline:
+                raise InProgress(f"transaction {txn.transaction_id} is being scored by another request; retry")
+            time.sleep(0.02)
+
+    # -- scoring -------------------------------------------------------------------------
+    def score(self, txn: Transaction, request_id: str) -> ScoreResponse:
+        return self.score_many([txn], request_id)[0]
+
+    def score_many(self, txns: list[Transaction], request_id: str) -> list[ScoreResponse]:
+        """Score in order: features are sequential (each updates the state the next reads),
+        the model runs once on all new rows."""
+        bundle, version = self.holder.current()
+        results: list[ScoreResponse | None] = [None] * len(txns)
+        fresh = []  # (index, txn, claim version, features, override)
+        try:
+            for i, txn in enumerate(txns):
+                stored, claim = self._claim(txn, payload_digest(txn))
+                if stored is not None:
+                    results[i] = ScoreResponse(**{**stored, "request_id": request_id, "replayed": True})
+                    continue
+                fresh.append((i, txn, claim, None, None))
+                try:
+                    override = self.overrides.check(txn)
+                    features = self.online.process(txn.model_dump())
+                except BaseException:
+                    self.idempotency.delete(TXN_PREFIX + txn.transaction_id, expected_version=claim)
+                    fresh.pop()
+                    raise
+                fresh[-1] = (i, txn, claim, features, override)
+            if fresh:
+                self._model(fresh, bundle, version, request_id, results)
+        except BaseException:
+            for _, txn, claim, _, _ in fresh:  # release claims so a retry can score them
+                try:
+                    self.idempotency.delete(TXN_PREFIX + txn.transaction_id, expected_version=claim)
+                except ConditionFailed:
+                    pass
+            raise
+        self.router.maybe_drain()
+        return results
+
+    def _model(self, fresh, bundle, version, request_id, results) -> None:
+        frame = pd.DataFrame([f for _, _, _, f, _ in fresh], columns=bundle.feature_names)
+        probs = bundle.predict_proba(frame)
+        decisions = bundle.thresholds.decide(probs)
+        reasons = bundle.reasons(frame)
+        for (i, txn, claim, _, override), p, decision, why in zip(fresh, probs, decisions, reasons):
+            decision = str(decision)
+            if override is not None:
+                decision = "decline" if override.list == "block" else "approve"
+            response = ScoreResponse(transaction_id=txn.transaction_id, probability=float(p), decision=decision,
+                                     reasons=[Reason(**r) for r in why], model_version=version,
+                                     request_id=request_id, override=override)
+            if decision == "review":
+                self.router.route({"transaction_id": txn.transaction_id, "score": float(p),
+                                   "reasons": [r for r in why], "model_version": version,
+                                   "amount": txn.amount, "currency": txn.currency,
+                                   "timestamp": txn.timestamp.isoformat(),
+                                   "card": card_token(txn.card_id, self.card_salt), "terminal_id": txn.terminal_id})
+            stored = json.loads(response.model_dump_json(exclude={"request_id", "replayed"}))
+            self.idempotency.put(TXN_PREFIX + txn.transaction_id, {
+                "state": "done", "digest": payload_digest(txn), "response": stored, "terminal_id": txn.terminal_id,
+                "probability": float(p), "decision": decision, "amount": txn.amount,
+                "timestamp": txn.timestamp.isoformat()}, expected_version=claim, ttl_seconds=RECORD_TTL_S)
+            self.telemetry.decision(decision, float(p), version)
+            log.info("scored %s card=%s p=%.4f decision=%s model=%s", txn.transaction_id,
+                     card_token(txn.card_id, self.card_salt), p, decision, version)
+            results[i] = response

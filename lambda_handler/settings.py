@@ -1,0 +1,51 @@
+"""Configuration of the API, from environment variables (prefix ``FRAUD_``).
+
+Locally everything defaults to in-process implementations and the local registry; in AWS
+the CDK app sets the table names, the queue URL and the registry's S3 URI.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore")
+
+    registry_uri: str = "registry"
+    config_path: str | None = None
+    backend: str = Field("local", pattern="^(local|aws)$")
+    aws_endpoint_url: str | None = None  # moto / LocalStack; unset in AWS
+
+    features_table: str = "fraud-online-features"
+    idempotency_table: str = "fraud-idempotency"
+    outbox_table: str = "fraud-review-outbox"
+    lists_table: str = "fraud-lists"
+    feedback_table: str = "fraud-feedback"
+    review_queue_url: str | None = None
+
+    api_key_hashes: str = ""               # comma-separated SHA-256 hex digests of accepted keys
+    api_key_secret_arn: str | None = None  # Secrets Manager secret {"api_key_hashes": [...]}
+    card_hash_salt: str = "fraud-scoring"  # salts card ids before they are logged or stored
+
+    max_batch: int = Field(1000, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    champion_recheck_s: float = Field(300, ge=0)
+    in_progress_timeout_s: float = Field(30, gt=0)
+    review_send_attempts: int = Field(2, ge=1)
+
+    metrics: str = Field("emf", pattern="^(emf|memory|off)$")
+    metrics_namespace: str = "FraudScoring"
+    service_name: str = "fraud-scoring"
+    recall_slo: float = Field(0.7, ge=0, le=1)
+    feedback_window_days: int = Field(7, gt=0)
+
+    history_path: str | None = None  # local only: warm the in-memory feature state from this data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

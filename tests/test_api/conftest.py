@@ -1,0 +1,101 @@
+"""API test fixtures: a real moto server for S3, DynamoDB and SQS, a registry on S3 with
+a trained model, and containers/apps wired to them."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import socket
+
+import pytest
+
+from helpers.api import API_KEY_HASH, TABLES, free_port
+
+
+@pytest.fixture(scope="session")
+def aws_env():
+    mp = pytest.MonkeyPatch()
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        mp.setenv(name, value)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def moto_server(aws_env):
+    """moto in server mode: real HTTP, real boto3 calls."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def review_bundle(small_training):
+    """The trained bundle with thresholds that send every transaction to review."""
+    from fraud.policy import Thresholds
+
+    return dataclasses.replace(small_training.bundle, thresholds=Thresholds(review=0.0, decline=2.0))
+
+
+@pytest.fixture(scope="session")
+def s3_registry(moto_server, small_training):
+    """A registry on S3 (moto) holding the trained model as champion."""
+    from fraud.registry import ModelRegistry
+    from fraud.storage.aws import client
+
+    client("s3", moto_server).create_bucket(Bucket="fraud-models")
+    registry = ModelRegistry.open("s3://fraud-models/registry", moto_server)
+    version = registry.publish(small_training.bundle)
+    registry.promote(version, "test champion")
+    return registry
+
+
+_counter = {"n": 0}
+
+
+@pytest.fixture
+def aws_settings(moto_server, s3_registry):
+    """Settings for a fresh set of DynamoDB tables and a FIFO review queue on moto."""
+    from fraud.storage.aws import client
+    from fraud.storage.kv import DynamoDBKeyValueStore
+    from lambda_handler.settings import Settings
+
+    _counter["n"] += 1
+    suffix = f"t{_counter['n']}"
+    tables = {f"{name}_table": f"fraud-{name}-{suffix}" for name in TABLES}
+    for table in tables.values():
+        DynamoDBKeyValueStore.create_table(table, moto_server)
+    queue_url = client("sqs", moto_server).create_queue(
+        QueueName=f"fraud-review-{suffix}.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"})["QueueUrl"]
+    return Settings(backend="aws", aws_endpoint_url=moto_server, registry_uri=s3_registry.uri,
+                    review_queue_url=queue_url, api_key_hashes=API_KEY_HASH, metrics="emf", **tables)
+
+
+@pytest.fixture
+def emf_stream():
+    return io.StringIO()
+
+
+@pytest.fixture(scope="session")
+def local_registry_dir(tmp_path_factory, small_training):
+    from fraud.registry import ModelRegistry
+
+    path = tmp_path_factory.mktemp("api-registry")
+    registry = ModelRegistry.open(path)
+    registry.promote(registry.publish(small_training.bundle), "api tests")
+    return path
+
+
+@pytest.fixture
+def local_settings(local_registry_dir):
+    from lambda_handler.settings import Settings
+
+    return Settings(backend="local", registry_uri=str(local_registry_dir), api_key_hashes=API_KEY_HASH,
+                    metrics="memory", max_batch=5, max_body_bytes=20_000)
