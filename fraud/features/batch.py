@@ -113,7 +113,10 @@ def _event_order(t: np.ndarray, tb: np.ndarray) -> np.ndarray:
     ts = t[order]
     tied = np.flatnonzero(ts[1:] == ts[:-1])
     if tied.size:
-        rows = np.unique(np.r_[tied, tied + 1])
+        mark = np.zeros(order.size, dtype=bool)
+        mark[tied] = True
+        mark[tied + 1] = True
+        rows = np.flatnonzero(mark)
         sub = order[rows]
         order[rows] = sub[np.lexsort((tb[sub], t[sub]))]
     return order
