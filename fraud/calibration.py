@@ -8,8 +8,6 @@ validation scores; stored as plain JSON with the model.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 EPS = 1e-12
 
@@ -28,6 +26,9 @@ class Calibrator:
         self.method = method
 
     def fit(self, scores, labels) -> "Calibrator":
+        from sklearn.isotonic import IsotonicRegression  # training only: serving needs no sklearn
+        from sklearn.linear_model import LogisticRegression
+
         scores = np.asarray(scores, dtype=np.float64)
         labels = np.asarray(labels, dtype=np.float64)
         if self.method == "isotonic":

@@ -16,13 +16,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from objectives import FocalLGBMClassifier, FocalXGBClassifier
-from objectives.sklearn import sidecar_path
+from objectives.persistence import load_predictor, sidecar_path
 
 FOCAL_KINDS = ("focal_xgb", "focal_lgbm")
 BASELINE_KINDS = ("logistic_xgb", "weighted_logistic_xgb")
@@ -63,6 +61,8 @@ class Candidate:
     def _estimator(self, y, weight):
         p = self.params
         if self.kind in FOCAL_KINDS:
+            from objectives import FocalLGBMClassifier, FocalXGBClassifier
+
             cls = FocalXGBClassifier if self.kind == "focal_xgb" else FocalLGBMClassifier
             est = cls(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators, learning_rate=p.learning_rate,
                       max_depth=p.max_depth, early_stopping_rounds=self.early_stopping_rounds,
@@ -172,10 +172,8 @@ class Candidate:
         known = {k: params.pop(k) for k in list(params) if k in HyperParams.__dataclass_fields__}
         cand = cls(meta["kind"], HyperParams(**known, extra=params))
         path = directory / cand.model_filename()
-        if cand.kind == "focal_xgb":
-            cand.estimator_ = FocalXGBClassifier.load_model(path)
-        elif cand.kind == "focal_lgbm":
-            cand.estimator_ = FocalLGBMClassifier.load_model(path)
+        if cand.kind in FOCAL_KINDS:
+            cand.estimator_ = load_predictor(path)  # prediction only: no scikit-learn at serving time
         else:
             est = xgb.XGBClassifier()
             est.load_model(str(path))
@@ -187,6 +185,7 @@ class Candidate:
 
 
 def library_versions() -> dict:
+    import lightgbm as lgb
     import sklearn
 
     return {"xgboost": xgb.__version__, "lightgbm": lgb.__version__, "numpy": np.__version__,

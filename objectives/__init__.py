@@ -12,8 +12,17 @@ from .focal import FocalLoss
 from .lightgbm_adapter import LightGBMMetric, LightGBMObjective
 from .metrics import average_precision
 from .multiclass import MulticlassFocalLoss
-from .sklearn import FocalLGBMClassifier, FocalXGBClassifier, sigmoid
+from .persistence import FocalPredictor, load_predictor, sigmoid
 from .xgboost_adapter import XGBoostMetric, XGBoostObjective, booster_params, train_on_device
+
+
+def __getattr__(name):
+    """The scikit-learn classifiers load scikit-learn (about 2 s): only when asked for."""
+    if name in ("FocalXGBClassifier", "FocalLGBMClassifier"):
+        from . import sklearn as _sklearn
+
+        return getattr(_sklearn, name)
+    raise AttributeError(f"module 'objectives' has no attribute {name!r}")
 
 __all__ = [
     "FocalLoss",
@@ -28,4 +37,6 @@ __all__ = [
     "train_on_device",
     "average_precision",
     "sigmoid",
+    "FocalPredictor",
+    "load_predictor",
 ]

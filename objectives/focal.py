@@ -24,9 +24,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import optimize
-
-from . import _binary_cpu, _binary_gpu
+from . import _binary_gpu
 from ._arrays import as_host_1d, float_dtype, is_device_array, to_host
 
 HESSIAN_MODES = ("floor", "exact")
@@ -88,6 +86,8 @@ class FocalLoss:
         if is_device_array(margin):
             return _binary_gpu.loss(margin, label, weight, self.gamma, self._alpha_code,
                                     float_dtype(margin))
+        from . import _binary_cpu  # numba: compiled kernels, imported on first use
+
         z, y, w = self._host_inputs(margin, label, weight)
         out = np.empty(z.shape, dtype=z.dtype)
         _binary_cpu.loss(z, y, w, self.gamma, self._alpha_code, out)
@@ -98,6 +98,8 @@ class FocalLoss:
         if is_device_array(margin):
             return _binary_gpu.grad_hess(margin, label, weight, self.gamma, self._alpha_code,
                                          self._floor, float_dtype(margin))
+        from . import _binary_cpu
+
         z, y, w = self._host_inputs(margin, label, weight)
         grad = np.empty(z.shape, dtype=z.dtype)
         hess = np.empty(z.shape, dtype=z.dtype)
@@ -130,6 +132,8 @@ class FocalLoss:
         def slope(z: float) -> float:
             g, _ = self.grad_hess(np.array([z, z]), labels2, weights2)
             return float(g.sum())
+
+        from scipy import optimize
 
         # slope(-inf) = -alpha_t*pos < 0 and slope(+inf) = (1-alpha_t)*neg > 0.
         lo, hi = -50.0, 50.0

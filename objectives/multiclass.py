@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
-
 from ._arrays import float_dtype, namespace, to_host
 from .focal import _check_params
 
@@ -125,6 +123,8 @@ class MulticlassFocalLoss:
         totals = np.bincount(y, weights=w, minlength=self.n_classes).astype(np.float64)
         if np.any(totals <= 0):
             raise ValueError("init_margin needs every class with positive total weight")
+        from scipy import optimize
+
         classes = np.arange(self.n_classes)
         scale = totals.sum()
 

@@ -27,29 +27,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .focal import FocalLoss, check_binary_labels
 from .multiclass import MulticlassFocalLoss
+from .persistence import SIDECAR_FORMAT, load_booster, read_sidecar, sidecar_path, sigmoid, softmax
 
-SIDECAR_SUFFIX = ".focal.json"
-SIDECAR_FORMAT = "focal-gbdt/1"
-
-
-def sidecar_path(model_path) -> Path:
-    return Path(str(model_path) + SIDECAR_SUFFIX)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically safe logistic function."""
-    z = np.asarray(z, dtype=np.float64)
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def make_loss(n_classes: int, gamma: float, alpha, hessian: str, min_hessian: float):
@@ -207,9 +186,7 @@ class _FocalGBDTClassifier(ClassifierMixin, BaseEstimator):
     def load_model(cls, path):
         """Rebuild a fitted classifier from ``save_model``'s two files (no pickle)."""
         path = Path(path)
-        meta = json.loads(sidecar_path(path).read_text())
-        if meta.get("format") != SIDECAR_FORMAT or meta.get("library") != cls._library:
-            raise ValueError(f"{sidecar_path(path)} is not a {cls.__name__} sidecar")
+        meta = read_sidecar(path, cls._library)
         est = cls(**meta["params"])
         est.classes_ = np.asarray(meta["classes"])
         est.n_classes_ = int(est.classes_.size)
@@ -295,9 +272,7 @@ class FocalXGBClassifier(_FocalGBDTClassifier):
         self.booster_.save_model(str(path))
 
     def _load_booster(self, path: Path) -> None:
-        import xgboost as xgb
-
-        self.booster_ = xgb.Booster(model_file=str(path))
+        self.booster_ = load_booster("xgboost", path)
         self.best_iteration_ = self.booster_.num_boosted_rounds() - 1
 
 
@@ -369,8 +344,6 @@ class FocalLGBMClassifier(_FocalGBDTClassifier):
         self.booster_.save_model(str(path), num_iteration=self.best_iteration_ + 1)
 
     def _load_booster(self, path: Path) -> None:
-        import lightgbm as lgb
-
-        self.booster_ = lgb.Booster(model_file=str(path))
+        self.booster_ = load_booster("lightgbm", path)
         self.best_iteration_ = self.booster_.current_iteration() - 1
 
