@@ -36,28 +36,41 @@ class ModelBundle:
     def feature_names(self) -> list[str]:
         return self.spec.names
 
-    def _matrix(self, features: pd.DataFrame) -> pd.DataFrame:
+    def _matrix(self, features) -> np.ndarray:
+        """Feature values in the spec's column order, as a float matrix. A DataFrame is
+        selected by name; a numpy array must already be in ``feature_names`` order (the
+        serving path builds it that way and skips pandas, which costs milliseconds a row)."""
+        if isinstance(features, np.ndarray):
+            if features.ndim != 2 or features.shape[1] != len(self.feature_names):
+                raise ValueError(f"expected a (n, {len(self.feature_names)}) matrix, got {features.shape}")
+            return features
         missing = [n for n in self.feature_names if n not in features.columns]
         if missing:
             raise ValueError(f"features are missing columns the model needs: {missing}")
-        return features[self.feature_names]
+        return features[self.feature_names].to_numpy(dtype=np.float64)
 
-    def raw_proba(self, features: pd.DataFrame) -> np.ndarray:
+    def matrix_from_records(self, records: list[dict]) -> np.ndarray:
+        """Rows of feature dicts (the online path's output) -> the model's matrix."""
+        names = self.feature_names
+        return np.array([[r[n] for n in names] for r in records], dtype=np.float64)
+
+    def raw_proba(self, features) -> np.ndarray:
         return self.model.predict_proba(self._matrix(features))
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, features) -> np.ndarray:
         """Calibrated probability of fraud for each row."""
         return self.calibrator.predict(self.raw_proba(features))
 
-    def decide(self, features: pd.DataFrame, scores: np.ndarray | None = None) -> np.ndarray:
+    def decide(self, features, scores: np.ndarray | None = None) -> np.ndarray:
         return self.thresholds.decide(self.predict_proba(features) if scores is None else scores)
 
-    def reasons(self, features: pd.DataFrame, k: int = 3) -> list[list[dict]]:
-        """Per row, the k features with the largest positive contribution to the margin."""
-        contrib = self.model.contributions(self._matrix(features))
+    def reasons(self, features, k: int = 3, exact: bool = True) -> list[list[dict]]:
+        """Per row, the k features with the largest positive contribution to the margin
+        (``exact=False``: the cheaper path attribution, for the request path)."""
+        values = self._matrix(features)
+        contrib = self.model.contributions(values, exact=exact)
         top = np.argsort(-contrib, axis=1)[:, :k]
         names = np.asarray(self.feature_names)
-        values = self._matrix(features).to_numpy()
         out = []
         for i in range(contrib.shape[0]):
             out.append([{"feature": names[j], "value": _finite(values[i, j]),

@@ -119,15 +119,22 @@ class Candidate:
         z = np.asarray(self.margin(X), dtype=np.float64)
         return 1.0 / (1.0 + np.exp(-z))
 
-    def contributions(self, X) -> np.ndarray:
-        """Per-feature contributions to the margin, (n, n_features) (bias dropped)."""
+    def contributions(self, X, exact: bool = True) -> np.ndarray:
+        """Per-feature contributions to the margin, (n, n_features) (bias dropped).
+
+        ``exact``: TreeSHAP; otherwise XGBoost's path-based (Saabas) attribution, about 20x
+        cheaper and good enough to name the top reasons on the request path (LightGBM
+        only offers TreeSHAP).
+        """
         if self.kind == "focal_lgbm":
             booster = self.estimator_.booster_
             out = booster.predict(X, pred_contrib=True, num_iteration=self.estimator_.best_iteration_ + 1)
         else:
             booster = self.estimator_.booster_ if self.kind == "focal_xgb" else self.estimator_.get_booster()
-            dm = xgb.DMatrix(X)
-            out = booster.predict(dm, pred_contribs=True, iteration_range=(0, self.n_rounds_))
+            names = list(X.columns) if hasattr(X, "columns") else self.feature_names_
+            dm = xgb.DMatrix(np.asarray(X), feature_names=names)
+            out = booster.predict(dm, pred_contribs=True, approx_contribs=not exact,
+                                  iteration_range=(0, self.n_rounds_))
         return np.asarray(out)[:, :-1]
 
     def feature_importance(self) -> dict[str, float]:

@@ -15,8 +15,6 @@ import logging
 import time
 from datetime import datetime, timezone
 
-import pandas as pd
-
 from fraud.features.online import OnlineFeatures, short_hash
 from fraud.storage.kv import ConditionFailed, KeyValueStore
 
@@ -152,10 +150,10 @@ class ScoringService:
         return results
 
     def _model(self, fresh, bundle, version, request_id, results) -> None:
-        frame = pd.DataFrame([f for _, _, _, f, _ in fresh], columns=bundle.feature_names)
+        frame = bundle.matrix_from_records([f for _, _, _, f, _ in fresh])
         probs = bundle.predict_proba(frame)
         decisions = bundle.thresholds.decide(probs)
-        reasons = bundle.reasons(frame)
+        reasons = bundle.reasons(frame, exact=False)
         for (i, txn, claim, _, override), p, decision, why in zip(fresh, probs, decisions, reasons):
             decision = str(decision)
             if override is not None:

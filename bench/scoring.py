@@ -1,0 +1,245 @@
+"""Scoring API performance: in process, cold start, and over HTTP.
+
+    python bench/scoring.py [--model-kind focal_xgb]
+
+1. In process, the app's own work for one transaction (validation, features from the
+   in-memory store, model, reasons, routing), p50/p99, against the raw model predict of
+   one row (``inplace_predict``) in the same run. Targets: p99 <= 5 ms and <= 20x raw.
+2. A batch of 1000 through the service vs raw ``inplace_predict`` on the same 1000 rows.
+   Target: >= 0.5x the raw throughput.
+3. Cold start: import of ``lambda_handler.app`` with model load and SHA-256 verification,
+   in fresh processes, as in the Lambda image (without scikit-learn, which serving does not
+   use) and with it. Target <= 1.5 s.
+4. Over HTTP: uvicorn on loopback, a bounded number of requests at a few concurrency
+   levels; requests per second, p99 and errors.
+
+A small model is trained first on simulated data (about a minute), so the bench needs
+nothing but this repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fraud.config import load_config  # noqa: E402
+from fraud.features.batch import build_features  # noqa: E402
+from fraud.features.spec import FeatureSpec  # noqa: E402
+from fraud.registry import ModelRegistry  # noqa: E402
+from fraud.simulator import TransactionSimulator  # noqa: E402
+from fraud.training import LabelledFeatures, train  # noqa: E402
+
+API_KEY = "bench-key"
+
+
+def prepare(workdir: Path, kind: str):
+    sim = TransactionSimulator(seed=11)
+    frames = [frame for _, frame in sim.days(70, progress=False)]
+    data = pd.concat(frames, ignore_index=True)
+    from fraud.validation import Validator
+
+    config = load_config(overrides={"split": {"train_days": 30, "validation_days": 7, "test_days": 7,
+                                              "prequential_folds": 1},
+                                    "search": {"candidates": [kind], "max_trials": 1, "time_budget_s": 60}})
+    data, _ = Validator(config.columns, config.data.label_delay.total_seconds()).validate(data, 0)
+    spec = FeatureSpec.default(config.features, config.columns)
+    features = build_features(data, spec)
+    result = train(LabelledFeatures.from_transactions(data, features), config, spec, progress=False)
+    registry = ModelRegistry.open(workdir / "registry")
+    registry.promote(registry.publish(result.bundle), "bench")
+    return data, registry
+
+
+def requests_of(frame: pd.DataFrame) -> list[dict]:
+    cols = ["transaction_id", "timestamp", "card_id", "terminal_id", "amount", "currency", "channel", "country",
+            "merchant_category", "card_lat", "card_lon", "terminal_lat", "terminal_lon"]
+    out = []
+    for rec in frame[cols].to_dict("records"):
+        rec["timestamp"] = rec["timestamp"].isoformat()
+        out.append({k: v for k, v in rec.items() if v is not None and v == v})
+    return out
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": int(ms.size)}
+
+
+def in_process(data: pd.DataFrame, registry: ModelRegistry) -> dict:
+    from lambda_handler.container import build_container
+    from lambda_handler.schemas import BatchRequest, Transaction
+    from lambda_handler.settings import Settings
+
+    container = build_container(Settings(registry_uri=registry.uri, metrics="off",
+                                         api_key_hashes=""))
+    cut = data["timestamp"].max().normalize()
+    container.online.load_history(data[data["timestamp"] < cut])
+    day = data[data["timestamp"] >= cut].sort_values("timestamp")
+    payloads = requests_of(day)
+    single, batch_payloads = payloads[:3000], payloads[3000:4000]
+    for p in single[:50]:  # warm-up (first calls build caches)
+        container.scoring.score(Transaction.model_validate(p), "w")
+    app_times = []
+    for p in single[50:]:
+        start = time.perf_counter()
+        container.scoring.score(Transaction.model_validate(p), "bench")  # validation + the service
+        app_times.append(time.perf_counter() - start)
+    bundle = container.holder.bundle
+    booster = bundle.model.estimator_.booster_ if bundle.model.kind != "logistic_xgb" else \
+        bundle.model.estimator_.get_booster()
+    rows = build_features(day, bundle.spec).to_numpy()[:1000]
+    raw_times = []
+    for i in range(len(rows)):
+        row = rows[i:i + 1]
+        start = time.perf_counter()
+        if bundle.model.kind == "focal_lgbm":
+            booster.predict(row, raw_score=True)
+        else:
+            booster.inplace_predict(row, predict_type="margin")
+        raw_times.append(time.perf_counter() - start)
+    app, raw = percentiles(app_times), percentiles(raw_times)
+
+    request = BatchRequest.model_validate({"transactions": batch_payloads})
+    start = time.perf_counter()
+    container.scoring.score_many(request.transactions, "bench-batch")
+    batch_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(20):
+        if bundle.model.kind == "focal_lgbm":
+            booster.predict(rows, raw_score=True)
+        else:
+            booster.inplace_predict(rows, predict_type="margin")
+    raw_batch_s = (time.perf_counter() - start) / 20
+    start = time.perf_counter()
+    for _ in range(5):  # the model stage of the batch path: calibrated score, decision, reasons
+        probs = bundle.predict_proba(rows)
+        bundle.thresholds.decide(probs)
+        bundle.reasons(rows, exact=False)
+    model_stage_s = (time.perf_counter() - start) / 5
+    return {"model_stage_rows_per_s": len(rows) / model_stage_s,
+            "model_stage_vs_raw": (len(rows) / model_stage_s) / (len(rows) / raw_batch_s),"single": app, "raw_predict_one_row": raw,
+            "ratio_p50": app["p50_ms"] / raw["p50_ms"], "ratio_p99": app["p99_ms"] / raw["p99_ms"],
+            "batch_1000_rows_per_s": 1000 / batch_s, "raw_inplace_predict_rows_per_s": len(rows) / raw_batch_s,
+            "batch_vs_raw": (1000 / batch_s) / (len(rows) / raw_batch_s)}
+
+
+def cold_start(registry: ModelRegistry, runs: int = 5) -> dict:
+    code = ("import sys,time\n{block}t=time.perf_counter()\nimport lambda_handler.app as a\n"
+            "print(time.perf_counter()-t, a.container.holder.version)")
+    env = {**os.environ, "FRAUD_REGISTRY_URI": registry.uri, "FRAUD_METRICS": "off",
+           "PYTHONPATH": str(ROOT)}
+    out = {}
+    for label, block in (("lambda_image_without_sklearn", "sys.modules['sklearn'] = None\n"),
+                         ("with_sklearn_installed", "")):
+        times = []
+        for _ in range(runs):
+            res = subprocess.run([sys.executable, "-c", code.format(block=block)], env=env, capture_output=True,
+                                 text=True, check=True)
+            times.append(float(res.stdout.split()[0]))
+        out[label] = {"median_s": float(np.median(times)), "min_s": float(min(times)), "runs": times}
+    return out
+
+
+def over_http(data: pd.DataFrame, registry: ModelRegistry, levels=(1, 4, 16), per_level: int = 600) -> dict:
+    import hashlib
+
+    import httpx
+    import uvicorn
+
+    from lambda_handler.api import create_app
+    from lambda_handler.container import build_container
+    from lambda_handler.settings import Settings
+
+    container = build_container(Settings(registry_uri=registry.uri, metrics="off",
+                                         api_key_hashes=hashlib.sha256(API_KEY.encode()).hexdigest()))
+    cut = data["timestamp"].max().normalize()
+    container.online.load_history(data[data["timestamp"] < cut])
+    payloads = requests_of(data[data["timestamp"] >= cut].sort_values("timestamp"))
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port, log_level="error",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    results = {}
+    offset = 0
+
+    async def level(concurrency: int, batch: list[dict]):
+        latencies, errors = [], 0
+        queue = asyncio.Queue()
+        for p in batch:
+            queue.put_nowait(p)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                                     headers={"x-api-key": API_KEY}) as client:
+            async def worker():
+                nonlocal errors
+                while not queue.empty():
+                    p = queue.get_nowait()
+                    start = time.perf_counter()
+                    r = await client.post("/v1/score", json=p)
+                    latencies.append(time.perf_counter() - start)
+                    errors += r.status_code != 200
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return latencies, errors, time.perf_counter() - start
+
+    for c in levels:
+        batch = payloads[offset:offset + per_level]
+        offset += per_level
+        lat, errors, wall = asyncio.run(level(c, batch))
+        results[f"concurrency_{c}"] = {"requests": len(batch), "rps": len(batch) / wall, "errors": errors,
+                                       **percentiles(lat)}
+    server.should_exit = True
+    thread.join(5)
+    return results
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-kind", default="focal_xgb", choices=["focal_xgb", "focal_lgbm"])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, registry = prepare(Path(tmp), args.model_kind)
+        results = {"model_kind": args.model_kind, "in_process": in_process(data, registry),
+                   "cold_start": cold_start(registry), "http": over_http(data, registry)}
+    ip = results["in_process"]
+    print(f"in process, one transaction: p50 {ip['single']['p50_ms']:.2f} ms, p99 {ip['single']['p99_ms']:.2f} ms; "
+          f"raw predict of one row p50 {ip['raw_predict_one_row']['p50_ms']:.3f} ms, p99 "
+          f"{ip['raw_predict_one_row']['p99_ms']:.3f} ms; ratio p50 {ip['ratio_p50']:.1f}x, p99 {ip['ratio_p99']:.1f}x")
+    print(f"batch of 1000: {ip['batch_1000_rows_per_s']:,.0f} rows/s vs raw inplace_predict "
+          f"{ip['raw_inplace_predict_rows_per_s']:,.0f} rows/s ({ip['batch_vs_raw']:.4f}x); model stage alone "
+          f"{ip['model_stage_rows_per_s']:,.0f} rows/s ({ip['model_stage_vs_raw']:.3f}x)")
+    for label, cs in results["cold_start"].items():
+        print(f"cold start ({label}): median {cs['median_s']:.2f} s (min {cs['min_s']:.2f} s)")
+    for level, h in results["http"].items():
+        print(f"HTTP {level}: {h['rps']:.0f} req/s, p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms, "
+              f"{h['errors']} errors")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
