@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
 def _config(args):
     from fraud.config import load_config
 
-    return load_config(args.config)
+    device = os.environ.get("FRAUD_DEVICE")  # the GPU Batch job sets cuda
+    return load_config(args.config, overrides={"search": {"device": device}} if device else None)
 
 
 def cmd_simulate(args) -> int:
@@ -53,10 +55,15 @@ def cmd_train(args) -> int:
     from .nightly import run_nightly
 
     config = _config(args)
-    data = args.data or DEFAULT_DATA
-    result = run_nightly(config, data, registry_uri=args.registry, runs_dir=args.runs,
-                         simulate_if_missing=args.data is None, dask=args.dask, score_latest=not args.no_score,
-                         progress=not args.no_progress, config_path=args.config)
+    data = args.data or os.environ.get("FRAUD_DATA_URI") or DEFAULT_DATA
+    try:
+        result = run_nightly(config, data, registry_uri=args.registry, runs_dir=args.runs,
+                             simulate_if_missing=data == DEFAULT_DATA, dask=args.dask, score_latest=not args.no_score,
+                             progress=not args.no_progress, config_path=args.config)
+    except BaseException:
+        _training_metric(False)
+        raise
+    _training_metric(True)
     s = result.summary
     test = s["test"]
     print("\n== nightly run", result.run_id, "==")
@@ -79,6 +86,16 @@ def cmd_train(args) -> int:
         print(f"{name + ':':12s} {path}")
     print(f"took {s['seconds']:.0f} s")
     return 0
+
+
+def _training_metric(succeeded: bool) -> None:
+    """In AWS, one EMF line per run: the alarm on missing successes watches it."""
+    if os.environ.get("FRAUD_TRAINING_METRICS") != "emf":
+        return
+    from fraud.storage.metrics import EMFMetricsSink
+
+    EMFMetricsSink(os.environ.get("FRAUD_METRICS_NAMESPACE", "FraudScoring"), "fraud-training").put(
+        {"TrainingRunSucceeded": (1 if succeeded else 0, "Count"), "TrainingRunFailed": (0 if succeeded else 1, "Count")})
 
 
 def cmd_score_batch(args) -> int:
@@ -123,7 +140,8 @@ def cmd_promote(args, action: str) -> int:
 
 
 def cmd_serve(args) -> int:
-    import os
+    import hashlib
+    import secrets
 
     import uvicorn
 
@@ -131,6 +149,13 @@ def cmd_serve(args) -> int:
         os.environ["FRAUD_REGISTRY_URI"] = args.registry
     if args.config:
         os.environ["FRAUD_CONFIG_PATH"] = args.config
+    if not os.environ.get("FRAUD_API_KEY_HASHES") and not os.environ.get("FRAUD_API_KEY_SECRET_ARN"):
+        key = secrets.token_urlsafe(24)
+        os.environ["FRAUD_API_KEY_HASHES"] = hashlib.sha256(key.encode()).hexdigest()
+        print(f"no API key configured: this session accepts  x-api-key: {key}")
+    if "FRAUD_HISTORY_PATH" not in os.environ and Path(DEFAULT_DATA).exists():
+        os.environ["FRAUD_HISTORY_PATH"] = DEFAULT_DATA  # warm the feature state from recent history
+    print(f"docs: http://{args.host}:{args.port}/docs")
     uvicorn.run("lambda_handler.app:app", host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -138,13 +163,16 @@ def cmd_serve(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraud", description="Fraud scoring with focal-loss gradient boosting.")
     parser.add_argument("--config", help="TOML config (default: the packaged one)")
-    parser.add_argument("--registry", help="registry directory or s3://bucket/prefix (default: from the config)")
+    parser.add_argument("--registry", default=os.environ.get("FRAUD_REGISTRY_URI"),
+                        help="registry directory or s3://bucket/prefix (default: $FRAUD_REGISTRY_URI, else the config)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="the nightly job: train, compare, calibrate, gate, promote, report, score")
-    p.add_argument("--data", help=f"transactions (file, directory, s3://); default {DEFAULT_DATA}, simulated if absent")
-    p.add_argument("--runs", default="runs", help="where reports go (one directory per run)")
+    p.add_argument("--data", help=f"transactions (file, directory, s3://); default $FRAUD_DATA_URI, else "
+                                  f"{DEFAULT_DATA}, simulated if absent")
+    p.add_argument("--runs", default=os.environ.get("FRAUD_RUNS_URI", "runs"),
+                   help="where reports go, a directory or s3:// prefix (one sub-directory per run)")
     p.add_argument("--dask", help="'local' for a LocalCluster or a scheduler address, e.g. tcp://host:8786")
     p.add_argument("--no-score", action="store_true", help="skip scoring the latest day")
     p.add_argument("--no-progress", action="store_true")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -48,6 +49,18 @@ class NightlyResult:
     champion: str | None
     artefacts: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+
+
+def _upload_run(run_dir: Path, uri: str, endpoint_url, artefacts: dict) -> dict:
+    """Copy a finished run's files to an S3 prefix; returns the artefacts' new locations."""
+    from fraud.storage.blob import open_blob_store
+
+    store = open_blob_store(uri, endpoint_url)
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file():
+            store.put(str(path.relative_to(run_dir)), path.read_bytes())
+    log.info("run files uploaded to %s", uri)
+    return {name: store.url(str(Path(p).relative_to(run_dir))) for name, p in artefacts.items()}
 
 
 def ensure_default_data(path: Path, config: FraudConfig) -> bool:
@@ -103,7 +116,9 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
                 progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None) -> NightlyResult:
     started = time.perf_counter()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = Path(runs_dir) / run_id
+    remote_runs = str(runs_dir).startswith("s3://")
+    local_root = Path(tempfile.mkdtemp(prefix="fraud-run-")) if remote_runs else Path(runs_dir)
+    run_dir = local_root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     registry = ModelRegistry.open(registry_uri or config.registry.uri, endpoint_url)
     log.info("nightly run %s: data %s, registry %s, report in %s", run_id, data, registry.uri, run_dir)
@@ -177,7 +192,9 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
             summary["latest_day_scores"] = scored
             log.info("[6/6] scored %s (%d transactions) in %.1fs: %s", day, scored["rows"],
                      time.perf_counter() - step, scored["decisions"])
-    (run_dir / "report.json").write_text(json.dumps(summary, indent=2, default=str))
     summary["seconds"] = time.perf_counter() - started
+    (run_dir / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    if remote_runs:
+        artefacts = _upload_run(run_dir, f"{str(runs_dir).rstrip('/')}/{run_id}", endpoint_url, artefacts)
     return NightlyResult(run_id, run_dir, version, promoted, registry.champion(), artefacts, summary)
 

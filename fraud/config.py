@@ -109,6 +109,7 @@ class SearchConfig(_Section):
     negative_sample_rate: float = Field(0.25, gt=0, le=1)
     seed: int = 0
     n_jobs: int | None = None
+    device: str = Field("cpu", pattern="^(cpu|cuda)$")  # "cuda": XGBoost trains on the GPU
 
     @field_validator("calibration")
     @classmethod

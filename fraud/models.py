@@ -48,7 +48,7 @@ class Candidate:
     ``contributions``, ``save``/``load``."""
 
     def __init__(self, kind: str, params: HyperParams, early_stopping_rounds: int = 30,
-                 n_jobs: int | None = None, seed: int = 0):
+                 n_jobs: int | None = None, seed: int = 0, device: str = "cpu"):
         if kind not in KINDS:
             raise ValueError(f"unknown candidate {kind!r}; choose from {KINDS}")
         self.kind = kind
@@ -56,6 +56,7 @@ class Candidate:
         self.early_stopping_rounds = early_stopping_rounds
         self.n_jobs = n_jobs
         self.seed = seed
+        self.device = device
 
     # -- fitting -------------------------------------------------------------------------
     def _estimator(self, y, weight):
@@ -66,7 +67,8 @@ class Candidate:
             cls = FocalXGBClassifier if self.kind == "focal_xgb" else FocalLGBMClassifier
             est = cls(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators, learning_rate=p.learning_rate,
                       max_depth=p.max_depth, early_stopping_rounds=self.early_stopping_rounds,
-                      eval_metric="average_precision", n_jobs=self.n_jobs, random_state=self.seed)
+                      eval_metric="average_precision", n_jobs=self.n_jobs, random_state=self.seed,
+                      device=self.device if self.kind == "focal_xgb" else "cpu")
             if p.min_child_weight_scale != 1.0:
                 # resolve "auto" now, then scale it
                 from objectives.sklearn import hessian_scale, make_loss
@@ -83,7 +85,7 @@ class Candidate:
                                  learning_rate=p.learning_rate, max_depth=p.max_depth,
                                  min_child_weight=p.min_child_weight_scale, tree_method="hist",
                                  eval_metric="aucpr", early_stopping_rounds=self.early_stopping_rounds,
-                                 n_jobs=self.n_jobs, random_state=self.seed, **extra)
+                                 n_jobs=self.n_jobs, random_state=self.seed, device=self.device, **extra)
 
     def fit(self, X: pd.DataFrame, y, weight=None, X_val=None, y_val=None) -> "Candidate":
         est = self._estimator(y, weight)

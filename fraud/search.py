@@ -82,7 +82,8 @@ def local_fit(cand: Candidate, fold: FoldData) -> Candidate:
 
 def _fit(kind, params, fold: FoldData, cfg: SearchConfig, fitter) -> Candidate:
     hp = HyperParams(n_estimators=cfg.max_rounds, **params)
-    cand = Candidate(kind, hp, early_stopping_rounds=cfg.early_stopping_rounds, n_jobs=cfg.n_jobs, seed=cfg.seed)
+    cand = Candidate(kind, hp, early_stopping_rounds=cfg.early_stopping_rounds, n_jobs=cfg.n_jobs, seed=cfg.seed,
+                     device=cfg.device)
     return fitter(cand, fold)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import average_precision
+from .metrics import check_metric_name, margin_metric
 
 
 def _label_weight(dataset):
@@ -39,10 +39,8 @@ class LightGBMMetric:
     'average_precision'."""
 
     def __init__(self, loss, name: str = "average_precision"):
-        if name not in ("focal", "average_precision"):
-            raise ValueError(f"unknown metric {name!r}; use 'focal' or 'average_precision'")
         self.loss = loss
-        self.name = name
+        self.name = check_metric_name(name)
 
     @property
     def maximize(self) -> bool:
@@ -50,15 +48,7 @@ class LightGBMMetric:
 
     def __call__(self, preds: np.ndarray, eval_data):
         label, weight = _label_weight(eval_data)
-        if self.name == "focal":
-            return self.name, self.loss.mean_loss(preds, label, weight), False
-        if preds.ndim == 2:
-            y = label.astype(np.int64)
-            value = float(np.nanmean([average_precision(preds[:, k], y == k, weight)
-                                      for k in range(preds.shape[1])]))
-        else:
-            value = average_precision(preds, label, weight)
-        return self.name, value, True
+        return self.name, margin_metric(self.loss, self.name, preds, label, weight), self.maximize
 
 
 def init_score(init_margin, n_rows: int) -> np.ndarray:

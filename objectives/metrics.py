@@ -27,3 +27,23 @@ def average_precision(score, label, weight=None) -> float:
     precision = tps / np.maximum(tps + fps, np.finfo(float).tiny)
     recall = tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+METRIC_NAMES = ("focal", "average_precision")
+
+
+def check_metric_name(name: str) -> str:
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {name!r}; use 'focal' or 'average_precision'")
+    return name
+
+
+def margin_metric(loss, name: str, margin, label, weight=None) -> float:
+    """The early-stopping metric on raw margins: the mean focal loss, or average precision
+    (macro-averaged one-vs-rest for multiclass margins)."""
+    if name == "focal":
+        return loss.mean_loss(margin, label, weight)
+    if margin.ndim == 2:
+        y = to_host(label).astype(np.int64)
+        return float(np.nanmean([average_precision(margin[:, k], y == k, weight) for k in range(margin.shape[1])]))
+    return average_precision(margin, label, weight)

@@ -55,6 +55,14 @@ def softmax(z) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def probabilities(margin, n_classes: int) -> np.ndarray:
+    """Class probabilities from raw margins: (n, 2) via the sigmoid, (n, k) via softmax."""
+    if n_classes == 2:
+        p = sigmoid(margin)
+        return np.column_stack([1.0 - p, p])
+    return softmax(margin)
+
+
 class FocalPredictor:
     """A saved focal model, for prediction: margins (starting margin included) and
     sigmoid/softmax probabilities; ``booster_`` for contributions."""
@@ -80,11 +88,7 @@ class FocalPredictor:
         return self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_ + 1) + self.init_margin_
 
     def predict_proba(self, X) -> np.ndarray:
-        margin = self.decision_function(X)
-        if self.n_classes_ == 2:
-            p = sigmoid(margin)
-            return np.column_stack([1.0 - p, p])
-        return softmax(margin)
+        return probabilities(self.decision_function(X), self.n_classes_)
 
 
 def load_predictor(model_path) -> FocalPredictor:

@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .focal import FocalLoss, check_binary_labels
 from .multiclass import MulticlassFocalLoss
-from .persistence import SIDECAR_FORMAT, load_booster, read_sidecar, sidecar_path, sigmoid, softmax
+from .persistence import SIDECAR_FORMAT, load_booster, probabilities, read_sidecar, sidecar_path
 
 
 
@@ -147,11 +147,7 @@ class _FocalGBDTClassifier(ClassifierMixin, BaseEstimator):
         return self._raw_margin(X)
 
     def predict_proba(self, X) -> np.ndarray:
-        margin = self.decision_function(X)
-        if self.n_classes_ == 2:
-            p = sigmoid(margin)
-            return np.column_stack([1.0 - p, p])
-        return softmax(margin)
+        return probabilities(self.decision_function(X), self.n_classes_)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

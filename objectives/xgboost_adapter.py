@@ -19,7 +19,7 @@ import math
 import numpy as np
 import xgboost as xgb
 
-from .metrics import average_precision
+from .metrics import check_metric_name, margin_metric
 
 
 def _label_weight(dmatrix: xgb.DMatrix):
@@ -39,14 +39,12 @@ class XGBoostObjective:
 
 
 class XGBoostMetric:
-    """``custom_metric=`` for XGBoost: 'focal' (mean loss, lower is better) or 'aucpr'-like
+    """``custom_metric=`` for XGBoost: 'focal' (mean loss, lower is better) or
     'average_precision' (higher is better) on raw margins."""
 
     def __init__(self, loss, name: str = "average_precision"):
-        if name not in ("focal", "average_precision"):
-            raise ValueError(f"unknown metric {name!r}; use 'focal' or 'average_precision'")
         self.loss = loss
-        self.name = name
+        self.name = check_metric_name(name)
 
     @property
     def maximize(self) -> bool:
@@ -54,15 +52,7 @@ class XGBoostMetric:
 
     def __call__(self, predt: np.ndarray, dmatrix: xgb.DMatrix):
         label, weight = _label_weight(dmatrix)
-        if self.name == "focal":
-            return self.name, self.loss.mean_loss(predt, label, weight)
-        if predt.ndim == 2:  # multiclass: macro average over one-vs-rest columns
-            y = label.astype(np.int64)
-            value = float(np.nanmean([average_precision(predt[:, k], y == k, weight)
-                                      for k in range(predt.shape[1])]))
-        else:
-            value = average_precision(predt, label, weight)
-        return self.name, value
+        return self.name, margin_metric(self.loss, self.name, predt, label, weight)
 
 
 def booster_params(loss, init_margin, params: dict | None = None) -> dict:
@@ -117,11 +107,7 @@ def train_on_device(params: dict, X, label, loss, num_boost_round: int, *, weigh
         for Xe, ye, name, eval_margin, eval_zero in eval_state:
             eval_margin += booster.inplace_predict(Xe, predict_type="margin",
                                                    iteration_range=(i, i + 1), base_margin=eval_zero)
-            if metric == "focal":
-                value = loss.mean_loss(eval_margin, ye)
-            else:
-                value = average_precision(eval_margin, ye)
-            history[name].append(value)
+            history[name].append(margin_metric(loss, metric, eval_margin, ye))
         if callback is not None:
             callback(i, history)
         if early_stopping_rounds and eval_state:

@@ -4,9 +4,7 @@ a trained model, and containers/apps wired to them."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import socket
 
 import pytest
 

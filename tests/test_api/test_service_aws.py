@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers.api import HEADERS, free_port, queue_messages
-from fraud.features.batch import build_features
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.storage.kv import DynamoDBKeyValueStore
 from fraud.storage.queue import SQSQueue

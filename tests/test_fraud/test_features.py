@@ -10,7 +10,6 @@ import pytest
 from fraud.features.batch import build_features
 from fraud.features.online import OnlineFeatures, entity_key
 from fraud.features.spec import FeatureSpec, feature_names
-from fraud.schema import epoch_seconds, tiebreak
 from fraud.storage.kv import InMemoryKeyValueStore
 from helpers.replay import replay
 

@@ -1,0 +1,24 @@
+# The nightly training job: `fraud train`, reading transactions from and writing the
+# registry and reports to S3 (FRAUD_DATA_URI, FRAUD_REGISTRY_URI, FRAUD_RUNS_URI).
+# Build context: the repository root (see .dockerignore).
+FROM python:3.12-slim
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1=12.* \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 1000 fraud
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY objectives ./objectives
+COPY fraud ./fraud
+COPY batch_jobs ./batch_jobs
+COPY lambda_handler ./lambda_handler
+COPY infra/__init__.py ./infra/__init__.py
+RUN pip install --no-cache-dir .
+
+USER 1000
+WORKDIR /home/fraud
+# The command the README documents for the nightly job.
+ENTRYPOINT ["fraud"]
+CMD ["train", "--no-progress"]

@@ -1,0 +1,369 @@
+"""The whole system in one stack: storage, the scoring API, review routing, the nightly
+training job, monitoring, and least-privilege IAM for each piece.
+
+    data bucket (registry/, transactions/, runs/)      S3, encrypted, versioned, TLS only
+    online features, idempotency, outbox, lists,        DynamoDB, on demand, TTL, PITR
+      feedback
+    review queue + DLQ                                  SQS FIFO, encrypted
+    scoring Lambda (container) behind an HTTP API       IAM or JWT auth, throttled, X-Ray
+    outbox drain Lambda, every minute                   same image, other handler
+    nightly training                                    EventBridge Scheduler -> Fargate task
+                                                        (option: AWS Batch on GPU instances)
+    alarms -> SNS, dashboard                            CloudWatch
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as ddb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as event_targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .config import StageConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSET_EXCLUDE = [".git", ".venv", "venv", ".whl", "data", "registry", "runs", "cdk.out", "**/cdk.out", "quarantine",
+                 "tests", "bench", "**/__pycache__", "**/*.pyc", ".pytest_cache", ".hypothesis", "*.egg-info"]
+TABLES = ("features", "idempotency", "outbox", "lists", "feedback")
+METRICS_NAMESPACE = "FraudScoring"
+SERVICE = "fraud-scoring"
+REGISTRY_PREFIX = "registry"
+DATA_PREFIX = "transactions"
+RUNS_PREFIX = "runs"
+
+
+class FraudScoringStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, config: StageConfig, **kwargs):
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        removal = cdk.RemovalPolicy.RETAIN if config.removal == "retain" else cdk.RemovalPolicy.DESTROY
+        self.bucket = self._bucket(removal)
+        self.tables = {name: self._table(name, removal) for name in TABLES}
+        self.review_dlq, self.review_queue = self._queues()
+        self.alarm_topic = sns.Topic(self, "AlarmTopic", topic_name=f"{config.prefix}-alarms",
+                                     master_key=None, enforce_ssl=True)
+        if config.alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        self.scoring_fn, self.outbox_fn = self._lambdas()
+        self.http_api = self._api()
+        self.training_task, self.schedule, self.schedule_dlq = self._training()
+        self.gpu_queue = self._gpu_training() if config.gpu_training else None
+        self._alarms_and_dashboard()
+        for key, value in config.tags.items():
+            cdk.Tags.of(self).add(key, str(value))
+        cdk.Tags.of(self).add("stage", config.stage)
+        cdk.CfnOutput(self, "ApiUrl", value=self.http_api.api_endpoint)
+        cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name)
+        cdk.CfnOutput(self, "RegistryUri", value=f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}")
+
+    # -- storage ---------------------------------------------------------------------------
+    def _bucket(self, removal) -> s3.Bucket:
+        c = self.config
+        return s3.Bucket(
+            self, "DataBucket", encryption=s3.BucketEncryption.S3_MANAGED, versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, removal_policy=removal,
+            auto_delete_objects=removal == cdk.RemovalPolicy.DESTROY,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="old-transactions", prefix=f"{DATA_PREFIX}/", transitions=[
+                    s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                                  transition_after=cdk.Duration.days(60))],
+                                 expiration=cdk.Duration.days(c.data_retention_days)),
+                s3.LifecycleRule(id="old-run-reports", prefix=f"{RUNS_PREFIX}/",
+                                 expiration=cdk.Duration.days(180)),
+                s3.LifecycleRule(id="old-versions", noncurrent_version_expiration=cdk.Duration.days(90),
+                                 abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+            ])
+
+    def _table(self, name: str, removal) -> ddb.Table:
+        return ddb.Table(
+            self, f"{name.title()}Table", table_name=f"{self.config.prefix}-{name}",
+            partition_key=ddb.Attribute(name="pk", type=ddb.AttributeType.STRING),
+            billing_mode=ddb.BillingMode.PAY_PER_REQUEST, time_to_live_attribute="expires_at",
+            point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            encryption=ddb.TableEncryption.AWS_MANAGED, removal_policy=removal)
+
+    def _queues(self):
+        prefix = self.config.prefix
+        dlq = sqs.Queue(self, "ReviewDLQ", queue_name=f"{prefix}-review-dlq.fifo", fifo=True,
+                        encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                        retention_period=cdk.Duration.days(14))
+        queue = sqs.Queue(self, "ReviewQueue", queue_name=f"{prefix}-review.fifo", fifo=True,
+                          content_based_deduplication=False, encryption=sqs.QueueEncryption.SQS_MANAGED,
+                          enforce_ssl=True, retention_period=cdk.Duration.days(14),
+                          visibility_timeout=cdk.Duration.minutes(15),
+                          dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=5))
+        return dlq, queue
+
+    # -- the API ---------------------------------------------------------------------------
+    def _image(self):
+        return lambda_.DockerImageCode.from_image_asset(
+            str(REPO_ROOT), file="infra/docker/scoring.Dockerfile", exclude=ASSET_EXCLUDE,
+            ignore_mode=cdk.IgnoreMode.DOCKER, platform=ecr_assets.Platform.LINUX_AMD64,
+            cmd=None)
+
+    def _lambdas(self):
+        c = self.config
+        env = {"FRAUD_BACKEND": "aws", "FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
+               "FRAUD_REVIEW_QUEUE_URL": self.review_queue.queue_url, "FRAUD_METRICS": "emf",
+               "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE, "FRAUD_SERVICE_NAME": SERVICE,
+               "FRAUD_RECALL_SLO": str(c.recall_slo), "POWERTOOLS_SERVICE_NAME": SERVICE,
+               **{f"FRAUD_{name.upper()}_TABLE": table.table_name for name, table in self.tables.items()}}
+        log_group = logs.LogGroup(self, "ScoringLogs", retention=_retention(c.log_retention_days),
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        scoring = lambda_.DockerImageFunction(
+            self, "ScoringFunction", function_name=f"{c.prefix}-score", code=self._image(),
+            memory_size=c.lambda_memory_mb, timeout=cdk.Duration.seconds(c.lambda_timeout_s),
+            reserved_concurrent_executions=c.reserved_concurrency, tracing=lambda_.Tracing.ACTIVE,
+            architecture=lambda_.Architecture.X86_64, environment=env, log_group=log_group,
+            description="Scores transactions, routes reviews, takes feedback")
+        outbox_logs = logs.LogGroup(self, "OutboxLogs", retention=_retention(c.log_retention_days),
+                                    removal_policy=cdk.RemovalPolicy.DESTROY)
+        outbox = lambda_.DockerImageFunction(
+            self, "OutboxDrainFunction", function_name=f"{c.prefix}-outbox-drain",
+            code=lambda_.DockerImageCode.from_image_asset(
+                str(REPO_ROOT), file="infra/docker/scoring.Dockerfile", exclude=ASSET_EXCLUDE,
+                ignore_mode=cdk.IgnoreMode.DOCKER, platform=ecr_assets.Platform.LINUX_AMD64,
+                cmd=["lambda_handler.outbox.handler"]),
+            memory_size=1024, timeout=cdk.Duration.seconds(60), reserved_concurrent_executions=1,
+            tracing=lambda_.Tracing.ACTIVE, environment=env, log_group=outbox_logs,
+            description="Re-sends review messages kept in the outbox while SQS was failing")
+        events.Rule(self, "OutboxDrainSchedule", schedule=events.Schedule.rate(cdk.Duration.minutes(1)),
+                    targets=[event_targets.LambdaFunction(outbox)])
+        for fn, tables in ((scoring, TABLES), (outbox, ("features", "idempotency", "outbox", "lists", "feedback"))):
+            self._grant_runtime(fn.role, tables)
+        if c.provisioned_concurrency > 0:
+            lambda_.Alias(self, "LiveAlias", alias_name="live", version=scoring.current_version,
+                          provisioned_concurrent_executions=c.provisioned_concurrency)
+        return scoring, outbox
+
+    def _grant_runtime(self, role: iam.IRole, tables) -> None:
+        """Exactly what the scoring code calls, on exactly these resources."""
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadModelRegistry", actions=["s3:GetObject"],
+            resources=[self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListModelRegistry", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{REGISTRY_PREFIX}/*"]}}))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="StateTables", actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
+                                        "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"],
+            resources=[self.tables[name].table_arn for name in tables]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="SendReviews", actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
+            resources=[self.review_queue.queue_arn]))
+
+    def _api(self) -> apigw.HttpApi:
+        c = self.config
+        if c.auth == "jwt":
+            authorizer = authorizers.HttpJwtAuthorizer("JwtAuthorizer", jwt_issuer=c.jwt_issuer,
+                                                       jwt_audience=list(c.jwt_audience))
+        elif c.auth == "iam":
+            authorizer = authorizers.HttpIamAuthorizer()
+        else:
+            raise ValueError("auth must be 'iam' or 'jwt'")
+        api = apigw.HttpApi(self, "HttpApi", api_name=f"{c.prefix}-api", create_default_stage=False,
+                            default_authorizer=authorizer)
+        integration = integrations.HttpLambdaIntegration("ScoringIntegration", self.scoring_fn)
+        api.add_routes(path="/v1/{proxy+}", methods=[apigw.HttpMethod.POST, apigw.HttpMethod.GET,
+                                                     apigw.HttpMethod.PUT, apigw.HttpMethod.DELETE],
+                       integration=integration)
+        api.add_routes(path="/v1/health", methods=[apigw.HttpMethod.GET], integration=integration,
+                       authorizer=apigw.HttpNoneAuthorizer())
+        access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=_retention(c.log_retention_days),
+                                    removal_policy=cdk.RemovalPolicy.DESTROY)
+        stage = apigw.HttpStage(self, "DefaultStage", http_api=api, stage_name="$default", auto_deploy=True,
+                                throttle=apigw.ThrottleSettings(rate_limit=c.throttle_rate,
+                                                                burst_limit=c.throttle_burst))
+        cfn_stage = stage.node.default_child
+        cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+            destination_arn=access_logs.log_group_arn,
+            format='{"requestId":"$context.requestId","status":"$context.status","latency":'
+                   '"$context.responseLatency","route":"$context.routeKey"}')
+        return api
+
+    # -- nightly training --------------------------------------------------------------------
+    def _training_image(self):
+        return ecr_assets.DockerImageAsset(self, "TrainingImage", directory=str(REPO_ROOT),
+                                           file="infra/docker/training.Dockerfile", exclude=ASSET_EXCLUDE,
+                                           ignore_mode=cdk.IgnoreMode.DOCKER,
+                                           platform=ecr_assets.Platform.LINUX_AMD64)
+
+    def _training_env(self) -> dict:
+        return {"FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
+                "FRAUD_DATA_URI": f"s3://{self.bucket.bucket_name}/{DATA_PREFIX}",
+                "FRAUD_RUNS_URI": f"s3://{self.bucket.bucket_name}/{RUNS_PREFIX}",
+                "FRAUD_TRAINING_METRICS": "emf", "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE}
+
+    def _grant_training(self, role: iam.IRole) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadTransactions", actions=["s3:GetObject"],
+            resources=[self.bucket.arn_for_objects(f"{DATA_PREFIX}/*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadWriteRegistryAndRuns", actions=["s3:GetObject", "s3:PutObject"],
+            resources=[self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*"),
+                       self.bucket.arn_for_objects(f"{RUNS_PREFIX}/*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListOwnPrefixes", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}/*", f"{REGISTRY_PREFIX}/*",
+                                                     f"{RUNS_PREFIX}/*"]}}))
+
+    def _training(self):
+        c = self.config
+        vpc = ec2.Vpc(self, "TrainingVpc", max_azs=2, nat_gateways=0,
+                      subnet_configuration=[ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC)])
+        vpc.add_gateway_endpoint("S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3)
+        cluster = ecs.Cluster(self, "TrainingCluster", vpc=vpc, cluster_name=f"{c.prefix}-training",
+                              container_insights_v2=ecs.ContainerInsights.ENABLED)
+        task = ecs.FargateTaskDefinition(self, "TrainingTask", cpu=c.training_cpu, memory_limit_mib=c.training_memory_mb,
+                                         family=f"{c.prefix}-nightly-training")
+        log_group = logs.LogGroup(self, "TrainingLogs", retention=_retention(c.log_retention_days),
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.training_image = self._training_image()
+        task.add_container("train", image=ecs.ContainerImage.from_docker_image_asset(self.training_image),
+                           environment=self._training_env(), essential=True,
+                           logging=ecs.LogDrivers.aws_logs(stream_prefix="nightly", log_group=log_group))
+        self._grant_training(task.task_role)
+        dlq = sqs.Queue(self, "TrainingScheduleDLQ", queue_name=f"{c.prefix}-training-schedule-dlq",
+                        encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                        retention_period=cdk.Duration.days(14))
+        target = scheduler_targets.EcsRunFargateTask(
+            cluster, task_definition=task, assign_public_ip=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            dead_letter_queue=dlq, max_event_age=cdk.Duration.hours(2), retry_attempts=2)
+        schedule = scheduler.Schedule(self, "NightlyTrainingSchedule", schedule_name=f"{c.prefix}-nightly-training",
+                                      schedule=scheduler.ScheduleExpression.expression(c.training_schedule),
+                                      target=target, description="Nightly: train, gate, promote, report")
+        return task, schedule, dlq
+
+    def _gpu_training(self) -> batch.JobQueue:
+        """AWS Batch on EC2 GPU instances (Fargate has no GPUs) for the CuPy training path."""
+        c = self.config
+        vpc = self.node.find_child("TrainingVpc")
+        env = batch.ManagedEc2EcsComputeEnvironment(
+            self, "GpuComputeEnvironment", vpc=vpc, vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            instance_types=[ec2.InstanceType(t) for t in c.gpu_instance_types], minv_cpus=0, maxv_cpus=64,
+            images=[batch.EcsMachineImage(image=ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.GPU),
+                                          image_type=batch.EcsMachineImageType.ECS_AL2)],
+            spot=False, use_optimal_instance_classes=False)
+        queue = batch.JobQueue(self, "GpuJobQueue", job_queue_name=f"{c.prefix}-gpu-training",
+                               compute_environments=[batch.OrderedComputeEnvironment(compute_environment=env,
+                                                                                     order=1)])
+        job_role = iam.Role(self, "GpuJobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
+        self._grant_training(job_role)
+        container = batch.EcsEc2ContainerDefinition(
+            self, "GpuTrainingContainer", image=ecs.ContainerImage.from_docker_image_asset(self.training_image),
+            cpu=4, memory=cdk.Size.gibibytes(30), gpu=1, job_role=job_role,
+            environment={**self._training_env(), "FRAUD_DEVICE": "cuda"}, command=["train", "--no-progress"])
+        job = batch.EcsJobDefinition(self, "GpuTrainingJob", job_definition_name=f"{c.prefix}-gpu-training",
+                                     container=container, retry_attempts=2,
+                                     timeout=cdk.Duration.hours(4))
+        scheduler.Schedule(self, "NightlyGpuTrainingSchedule", schedule_name=f"{c.prefix}-nightly-gpu-training",
+                           schedule=scheduler.ScheduleExpression.expression(c.training_schedule),
+                           enabled=False,  # switch from the Fargate schedule by enabling this one
+                           target=scheduler_targets.Universal(
+                               service="batch", action="submitJob",
+                               input=scheduler.ScheduleTargetInput.from_object({
+                                   "JobName": f"{c.prefix}-nightly", "JobQueue": queue.job_queue_arn,
+                                   "JobDefinition": job.job_definition_arn}),
+                               policy_statements=[iam.PolicyStatement(actions=["batch:SubmitJob"],
+                                                                      resources=[queue.job_queue_arn,
+                                                                                 job.job_definition_arn])],
+                               dead_letter_queue=self.node.find_child("TrainingScheduleDLQ"), retry_attempts=2))
+        return queue
+
+    # -- monitoring ----------------------------------------------------------------------------
+    def _metric(self, name: str, statistic: str = "Sum", period_min: int = 5, **dims) -> cw.Metric:
+        return cw.Metric(namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic,
+                         period=cdk.Duration.minutes(period_min), dimensions_map={"service": SERVICE, **dims})
+
+    def _alarm(self, construct_id: str, description: str, metric, threshold: float, comparison, periods: int = 1,
+               missing=cw.TreatMissingData.NOT_BREACHING) -> cw.Alarm:
+        alarm = cw.Alarm(self, construct_id, alarm_name=f"{self.config.prefix}-{construct_id}",
+                         alarm_description=description, metric=metric, threshold=threshold,
+                         evaluation_periods=periods, comparison_operator=comparison, treat_missing_data=missing)
+        alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+        return alarm
+
+    def _alarms_and_dashboard(self) -> None:
+        c = self.config
+        GT, LT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD, cw.ComparisonOperator.LESS_THAN_THRESHOLD
+        self.alarms = {
+            "recall": self._alarm("PolicyRecallBelowSLO",
+                                  "Feedback shows review+decline recall below the SLO: fraud is slipping through. "
+                                  "Runbook: README 'Alarms'.",
+                                  self._metric("PolicyRecall", "Minimum", 60), c.recall_slo, LT),
+            "review_dlq": self._alarm("ReviewDLQNotEmpty", "Review messages failed processing 5 times.",
+                                      self.review_dlq.metric_approximate_number_of_messages_visible(
+                                          period=cdk.Duration.minutes(5), statistic="Maximum"), 0, GT),
+            "outbox": self._alarm("ReviewOutboxBacklog", "Review messages are waiting in the outbox (SQS sends fail).",
+                                  self._metric("OutboxPending", "Maximum", 5), 0, GT, periods=3),
+            "errors": self._alarm("ScoringErrorRate", "More than the allowed share of scoring invocations fail.",
+                                  cw.MathExpression(expression="100 * errors / MAX([invocations, 1])",
+                                                    using_metrics={"errors": self.scoring_fn.metric_errors(),
+                                                                   "invocations": self.scoring_fn.metric_invocations()},
+                                                    period=cdk.Duration.minutes(5)),
+                                  c.error_rate_threshold * 100, GT, periods=2),
+            "latency": self._alarm("ScoringLatencyP99", "p99 scoring latency above target.",
+                                   self.scoring_fn.metric_duration(statistic="p99", period=cdk.Duration.minutes(5)),
+                                   c.latency_p99_ms, GT, periods=3),
+            "training": self._alarm("NightlyTrainingMissing", "No successful nightly training run in 26 hours.",
+                                    cw.Metric(namespace=METRICS_NAMESPACE, metric_name="TrainingRunSucceeded",
+                                              statistic="Sum", period=cdk.Duration.hours(26),
+                                              dimensions_map={"service": "fraud-training"}),
+                                    1, LT, missing=cw.TreatMissingData.BREACHING),
+            "training_dlq": self._alarm("TrainingScheduleFailures", "The scheduler could not start the training task.",
+                                        self.schedule_dlq.metric_approximate_number_of_messages_visible(
+                                            period=cdk.Duration.minutes(5), statistic="Maximum"), 0, GT),
+        }
+        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{c.prefix}-fraud-scoring")
+        decisions = [self._metric("Decisions", Decision=d) for d in ("approve", "review", "decline")]
+        buckets = ["0-0.001", "0.001-0.01", "0.01-0.05", "0.05-0.1", "0.1-0.25", "0.25-0.5", "0.5-0.75", "0.75-0.9",
+                   "0.9-1"]
+        dashboard.add_widgets(
+            cw.GraphWidget(title="Policy recall and precision (feedback window)", width=12,
+                           left=[self._metric("PolicyRecall", "Average", 60),
+                                 self._metric("PolicyPrecision", "Average", 60)],
+                           left_annotations=[cw.HorizontalAnnotation(value=c.recall_slo, label="recall SLO")]),
+            cw.GraphWidget(title="Hard-example rate and missed fraud", width=12,
+                           left=[self._metric("HardExampleRate", "Average", 60)],
+                           right=[self._metric("MissedFraudOnApproved", "Sum", 60)]),
+            cw.GraphWidget(title="Score distribution (transactions per bucket)", width=12, stacked=True,
+                           left=[self._metric("Scores", ScoreBucket=b) for b in buckets]),
+            cw.GraphWidget(title="Latency (ms)", width=12,
+                           left=[self._metric("LatencyMs", "p50", Endpoint="/v1/score"),
+                                 self._metric("LatencyMs", "p99", Endpoint="/v1/score")]),
+            cw.GraphWidget(title="Decisions and review volume", width=12, left=decisions),
+            cw.GraphWidget(title="Review queue health", width=12,
+                           left=[self._metric("OutboxPending", "Maximum"), self._metric("ReviewSendFailures")],
+                           right=[self.review_dlq.metric_approximate_number_of_messages_visible()]),
+            cw.AlarmStatusWidget(title="Alarms", width=24, alarms=list(self.alarms.values())),
+        )
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    options = {1: logs.RetentionDays.ONE_DAY, 7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS,
+               30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS,
+               180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR}
+    return options.get(days, logs.RetentionDays.TWO_WEEKS)

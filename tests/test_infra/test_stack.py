@@ -1,0 +1,242 @@
+"""The CDK app, offline: every resource and property the deployment depends on, least
+privilege IAM, a full synth linted by cfn-lint, and the Dockerfiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+cdk = pytest.importorskip("aws_cdk")
+from aws_cdk.assertions import Match, Template  # noqa: E402
+
+from infra.app import build_app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA_SERVICES = ("s3", "dynamodb", "sqs")
+
+
+def template_for(tmp_path, **context) -> Template:
+    app = build_app(context=context, outdir=str(tmp_path / "cdk.out"))
+    stack = app.node.find_child(f"FraudScoring-{context.get('stage', 'dev')}")
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    return template_for(tmp_path_factory.mktemp("dev"))
+
+
+def test_bucket_is_encrypted_versioned_private_tls_only_with_lifecycle(dev):
+    dev.has_resource_properties("AWS::S3::Bucket", {
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "LifecycleConfiguration": {"Rules": Match.array_with([
+            Match.object_like({"Id": "old-transactions", "Prefix": "transactions/", "ExpirationInDays": 400,
+                               "Status": "Enabled"}),
+            Match.object_like({"Id": "old-versions", "NoncurrentVersionExpiration": {"NoncurrentDays": 90}})])},
+    })
+    dev.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Deny", "Action": "s3:*",
+                           "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+
+
+def test_dynamodb_tables_on_demand_ttl_pitr_encrypted(dev):
+    tables = dev.find_resources("AWS::DynamoDB::Table")
+    assert len(tables) == 5
+    names = {t["Properties"]["TableName"] for t in tables.values()}
+    assert names == {f"fraud-dev-{n}" for n in ("features", "idempotency", "outbox", "lists", "feedback")}
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_review_queue_fifo_encrypted_with_dlq(dev):
+    dev.has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": "fraud-dev-review.fifo", "FifoQueue": True, "SqsManagedSseEnabled": True,
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [Match.string_like_regexp("ReviewDLQ"), "Arn"]},
+                          "maxReceiveCount": 5}})
+    dev.has_resource_properties("AWS::SQS::Queue", {"QueueName": "fraud-dev-review-dlq.fifo", "FifoQueue": True,
+                                                    "SqsManagedSseEnabled": True})
+
+
+def test_scoring_lambda_container_memory_tracing_env(dev):
+    dev.has_resource_properties("AWS::Lambda::Function", {
+        "FunctionName": "fraud-dev-score", "PackageType": "Image", "MemorySize": 2048, "Timeout": 10,
+        "ReservedConcurrentExecutions": 20, "TracingConfig": {"Mode": "Active"},
+        "Environment": {"Variables": Match.object_like({
+            "FRAUD_BACKEND": "aws", "FRAUD_METRICS": "emf",
+            "FRAUD_REGISTRY_URI": {"Fn::Join": ["", ["s3://", {"Ref": Match.string_like_regexp("DataBucket")},
+                                                     "/registry"]]},
+            "FRAUD_REVIEW_QUEUE_URL": {"Ref": Match.string_like_regexp("ReviewQueue")},
+            "FRAUD_FEATURES_TABLE": {"Ref": Match.string_like_regexp("FeaturesTable")}})}})
+    dev.has_resource_properties("AWS::Lambda::Function", {
+        "FunctionName": "fraud-dev-outbox-drain", "ImageConfig": {"Command": ["lambda_handler.outbox.handler"]}})
+    dev.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(1 minute)"})
+    dev.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 14})
+
+
+def test_http_api_with_iam_auth_throttling_and_open_health(dev):
+    routes = dev.find_resources("AWS::ApiGatewayV2::Route")
+    auth = {r["Properties"]["RouteKey"]: r["Properties"].get("AuthorizationType") for r in routes.values()}
+    assert auth["GET /v1/health"] == "NONE"
+    assert {auth[k] for k in auth if k != "GET /v1/health"} == {"AWS_IAM"}
+    assert "POST /v1/{proxy+}" in auth
+    dev.has_resource_properties("AWS::ApiGatewayV2::Stage", {
+        "StageName": "$default", "DefaultRouteSettings": {"ThrottlingRateLimit": 500, "ThrottlingBurstLimit": 1000},
+        "AccessLogSettings": Match.object_like({"Format": Match.string_like_regexp("requestId")})})
+
+
+def test_jwt_authorizer_option(tmp_path):
+    jwt = template_for(tmp_path, auth="jwt", jwt_issuer="https://issuer.example.com/", jwt_audience="fraud-api")
+    jwt.has_resource_properties("AWS::ApiGatewayV2::Authorizer", {
+        "AuthorizerType": "JWT", "JwtConfiguration": {"Issuer": "https://issuer.example.com/",
+                                                      "Audience": ["fraud-api"]}})
+    routes = jwt.find_resources("AWS::ApiGatewayV2::Route")
+    assert {r["Properties"].get("AuthorizationType") for r in routes.values()} == {"JWT", "NONE"}
+
+
+def test_nightly_training_schedule_fargate_retries_dlq(dev):
+    dev.has_resource_properties("AWS::Scheduler::Schedule", {
+        "Name": "fraud-dev-nightly-training", "ScheduleExpression": "cron(0 2 * * ? *)",
+        "Target": Match.object_like({
+            "EcsParameters": Match.object_like({"LaunchType": "FARGATE",
+                                                "TaskDefinitionArn": {"Ref": Match.string_like_regexp("TrainingTask")}}),
+            "RetryPolicy": {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 2},
+            "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [Match.string_like_regexp("TrainingScheduleDLQ"), "Arn"]}}})})
+    dev.has_resource_properties("AWS::ECS::TaskDefinition", {
+        "Cpu": "4096", "Memory": "16384", "RequiresCompatibilities": ["FARGATE"],
+        "ContainerDefinitions": [Match.object_like({"Environment": Match.array_with([
+            {"Name": "FRAUD_TRAINING_METRICS", "Value": "emf"}])})]})
+    dev.resource_count_is("AWS::Batch::ComputeEnvironment", 0)
+
+
+def test_gpu_training_option_on_aws_batch(tmp_path):
+    gpu = template_for(tmp_path, gpu_training="true")
+    gpu.has_resource_properties("AWS::Batch::ComputeEnvironment", {
+        "Type": "managed", "ComputeResources": Match.object_like({
+            "Type": "EC2", "InstanceTypes": ["g5.xlarge", "g6.xlarge"],
+            "Ec2Configuration": [{"ImageType": "ECS_AL2", "ImageIdOverride": Match.any_value()}]})})
+    gpu.has_resource_properties("AWS::Batch::JobDefinition", {"ContainerProperties": Match.object_like({
+        "ResourceRequirements": Match.array_with([{"Type": "GPU", "Value": "1"}]),
+        "Environment": Match.array_with([{"Name": "FRAUD_DEVICE", "Value": "cuda"}])})})
+    gpu.has_resource_properties("AWS::Scheduler::Schedule", {"Name": "fraud-dev-nightly-gpu-training",
+                                                             "State": "DISABLED"})
+
+
+def test_alarms_with_sns_and_dashboard(dev):
+    alarms = dev.find_resources("AWS::CloudWatch::Alarm")
+    by_name = {a["Properties"]["AlarmName"]: a["Properties"] for a in alarms.values()}
+    recall = by_name["fraud-dev-PolicyRecallBelowSLO"]
+    assert recall["MetricName"] == "PolicyRecall" and recall["Threshold"] == 0.7
+    assert recall["ComparisonOperator"] == "LessThanThreshold" and recall["Namespace"] == "FraudScoring"
+    assert by_name["fraud-dev-ReviewDLQNotEmpty"]["Threshold"] == 0
+    assert by_name["fraud-dev-ReviewOutboxBacklog"]["MetricName"] == "OutboxPending"
+    assert by_name["fraud-dev-ScoringErrorRate"]["Threshold"] == 1.0
+    assert by_name["fraud-dev-ScoringLatencyP99"]["ExtendedStatistic"] == "p99"
+    assert by_name["fraud-dev-ScoringLatencyP99"]["Threshold"] == 250
+    training = by_name["fraud-dev-NightlyTrainingMissing"]
+    assert training["TreatMissingData"] == "breaching" and training["MetricName"] == "TrainingRunSucceeded"
+    assert "fraud-dev-TrainingScheduleFailures" in by_name
+    for props in by_name.values():
+        assert props["AlarmActions"] == [{"Ref": Match.string_like_regexp("AlarmTopic")}] or \
+            "AlarmTopic" in json.dumps(props["AlarmActions"])
+    dev.resource_count_is("AWS::SNS::Topic", 1)
+    body = json.dumps(dev.find_resources("AWS::CloudWatch::Dashboard"))
+    for panel in ("Policy recall and precision", "Hard-example rate", "Score distribution", "Latency",
+                  "review volume"):
+        assert panel in body
+
+
+def _statements(template: Template):
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            yield policy, actions, resources
+
+
+def test_iam_is_least_privilege_on_data_resources(dev):
+    data_statements = 0
+    for _, actions, resources in _statements(dev):
+        for action in actions:
+            service = action.split(":")[0]
+            assert action != "*"
+            if service in DATA_SERVICES:
+                data_statements += 1
+                assert "*" not in action, f"wildcard action {action}"
+                assert "*" not in resources, f"{action} on every resource"
+    assert data_statements > 10
+    roles = dev.find_resources("AWS::IAM::Policy")
+    scoring = next(p for name, p in roles.items() if name.startswith("ScoringFunctionServiceRole"))
+    text = json.dumps(scoring)
+    assert "registry/*" in text and "transactions/*" not in text and "s3:PutObject" not in text
+    assert "sqs:SendMessage" in text and "dynamodb:Query" not in text
+    training = next(p for name, p in roles.items() if name.startswith("TrainingTaskTaskRole"))
+    text = json.dumps(training)
+    assert "transactions/*" in text and "runs/*" in text and "dynamodb" not in text
+
+
+def test_prod_stage_names_retention_and_provisioned_concurrency(tmp_path):
+    prod = template_for(tmp_path, stage="prod")
+    prod.has_resource_properties("AWS::Lambda::Alias", {"Name": "live", "ProvisionedConcurrencyConfig": {
+        "ProvisionedConcurrentExecutions": 2}})
+    prod.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "fraud-prod-score", "MemorySize": 3008})
+    prod.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"})
+    prod.has_resource("AWS::S3::Bucket", {"DeletionPolicy": "Retain"})
+    text = json.dumps(prod.to_json())
+    assert not re.search(r"\b\d{12}\b", text.replace("123456789012", "")), "an account id is hard-coded"
+    assert "us-east-1" not in text and "eu-west-1" not in text
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown stage"):
+        build_app(context={"stage": "qa"}, outdir=str(tmp_path))
+
+
+def test_cdk_synth_and_cfn_lint_have_zero_errors(tmp_path):
+    out = tmp_path / "cdk.out"
+    for context in ({"stage": "dev"}, {"stage": "prod", "gpu_training": "true", "auth": "jwt"}):
+        build_app(context=context, outdir=str(out)).synth()
+    templates = sorted(out.glob("*.template.json"))
+    assert [t.name for t in templates] == ["FraudScoring-dev.template.json", "FraudScoring-prod.template.json"]
+    lint = subprocess.run([sys.executable, "-m", "cfnlint", "--format", "json", *map(str, templates)],
+                          capture_output=True, text=True)
+    findings = json.loads(lint.stdout or "[]")
+    errors = [f for f in findings if f["Level"] == "Error"]
+    assert not errors, json.dumps(errors, indent=1)[:3000]
+
+
+def test_dockerfiles_lint_and_run_the_documented_commands():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    dockerfiles = sorted((ROOT / "infra" / "docker").glob("*.Dockerfile"))
+    assert len(dockerfiles) == 2
+    result = subprocess.run([hadolint, "--failure-threshold", "info", *map(str, dockerfiles)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    readme = (ROOT / "README.md").read_text()
+
+    def instruction(path, name):
+        match = re.search(rf"^{name} (\[.*\])$", path.read_text(), re.MULTILINE)
+        return json.loads(match.group(1)) if match else []
+
+    scoring = ROOT / "infra" / "docker" / "scoring.Dockerfile"
+    assert instruction(scoring, "CMD") == ["lambda_handler.app.handler"]
+    assert "lambda_handler.app.handler" in readme
+    training = ROOT / "infra" / "docker" / "training.Dockerfile"
+    command = " ".join(instruction(training, "ENTRYPOINT") + instruction(training, "CMD"))
+    assert command == "fraud train --no-progress"
+    assert "fraud train" in readme
