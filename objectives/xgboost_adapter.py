@@ -28,13 +28,21 @@ def _label_weight(dmatrix: xgb.DMatrix):
 
 
 class XGBoostObjective:
-    """``xgb.train(..., obj=XGBoostObjective(loss))`` for a FocalLoss or MulticlassFocalLoss."""
+    """``xgb.train(..., obj=XGBoostObjective(loss))`` for a FocalLoss or MulticlassFocalLoss.
+
+    Labels and weights are read from the DMatrix once and reused while the same DMatrix
+    comes back (every round), saving a copy of both per round.
+    """
 
     def __init__(self, loss):
         self.loss = loss
+        self._cached = (None, None, None)
 
     def __call__(self, predt: np.ndarray, dtrain: xgb.DMatrix):
-        label, weight = _label_weight(dtrain)
+        handle, label, weight = self._cached
+        if handle is not dtrain:
+            label, weight = _label_weight(dtrain)
+            self._cached = (dtrain, label, weight)
         return self.loss.grad_hess(predt, label, weight)
 
 
