@@ -72,3 +72,27 @@ def small_training(small_transactions, small_features, small_config):
 
     spec, features = small_features
     return train(LabelledFeatures.from_transactions(small_transactions, features), small_config, spec, progress=False)
+
+
+@pytest.fixture(scope="session")
+def aws_env():
+    mp = pytest.MonkeyPatch()
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        mp.setenv(name, value)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def moto_server(aws_env):
+    """moto in server mode: real HTTP, real boto3 calls."""
+    from moto.server import ThreadedMotoServer
+
+    from helpers.api import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

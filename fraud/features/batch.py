@@ -16,6 +16,8 @@ input row, in the input's order, one column per feature.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import pandas as pd
@@ -25,7 +27,7 @@ from . import derive
 from .spec import (CARD, CARD_TERMINAL, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL, TRANSACTION,
                    WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
 
-_JIT = dict(nogil=True, cache=True)
+_JIT = dict(nogil=True, cache=True, error_model="numpy")  # x/0 gives inf/nan, as numpy does
 
 
 @numba.njit(**_JIT)
@@ -47,26 +49,9 @@ def _running_totals(starts, amount):
 
 
 @numba.njit(**_JIT)
-def _window_first(starts, t, bucket, nbuckets):
-    """Index of the first row of each row's window (same group, t >= aligned window start)."""
-    n = t.shape[0]
-    first = np.empty(n, dtype=np.int64)
-    for g in range(starts.shape[0] - 1):
-        j = starts[g]
-        for i in range(starts[g], starts[g + 1]):
-            begin = (t[i] // bucket - nbuckets + 1) * bucket
-            while t[j] < begin:
-                j += 1
-            first[i] = j
-    return first
-
-
-@numba.njit(**_JIT)
-def _label_counts(row_starts, t, ev_starts, ev_t, ev_fraud, bucket, nbuckets):
-    """For each row: labels and frauds known strictly before t within the aligned window."""
-    n = t.shape[0]
-    labels = np.zeros(n)
-    frauds = np.zeros(n)
+def _label_columns(perm, row_starts, t, ev_starts, ev_t, ev_fraud, bucket, nbuckets, out_count, out_rate):
+    """Per row: labels known strictly before t within the aligned window, and the share of
+    them that are fraud (NaN without labels), written straight to the output rows."""
     for g in range(row_starts.shape[0] - 1):
         lo = ev_starts[g]
         hi = ev_starts[g + 1]
@@ -82,9 +67,12 @@ def _label_counts(row_starts, t, ev_starts, ev_t, ev_fraud, bucket, nbuckets):
             while j_begin < hi and ev_t[j_begin] < begin:
                 f_begin += ev_fraud[j_begin]
                 j_begin += 1
-            labels[i] = j_end - j_begin  # begin <= t, so j_begin <= j_end
-            frauds[i] = f_end - f_begin
-    return labels, frauds
+            labels = float(j_end - j_begin)  # begin <= t, so j_begin <= j_end
+            r = perm[i]
+            if out_count.shape[0]:
+                out_count[r] = labels
+            if out_rate.shape[0]:
+                out_rate[r] = (f_end - f_begin) / labels if labels > 0 else np.nan
 
 
 @numba.njit(**_JIT)
@@ -92,8 +80,8 @@ def _order_by_code(codes, order, n_groups):
     """Stable counting sort of ``order`` by ``codes[order]``: rows grouped by entity, in
     event order within each entity. Returns (rows, group starts)."""
     starts = np.zeros(n_groups + 1, dtype=np.int64)
-    for i in range(codes.shape[0]):
-        starts[codes[i] + 1] += 1
+    for i in range(order.shape[0]):
+        starts[codes[order[i]] + 1] += 1
     for g in range(n_groups):
         starts[g + 1] += starts[g]
     fill = starts[:-1].copy()
@@ -106,40 +94,118 @@ def _order_by_code(codes, order, n_groups):
     return rows, starts
 
 
-def _event_order(t: np.ndarray, tb: np.ndarray) -> np.ndarray:
-    """Indices sorted by (t, tb). Input is usually already in time order, which the stable
-    sort handles in linear time; only runs of equal seconds need the tiebreak."""
-    order = np.argsort(t, kind="stable")
-    ts = t[order]
-    tied = np.flatnonzero(ts[1:] == ts[:-1])
+def _break_ties(perm: np.ndarray, codes: np.ndarray, t: np.ndarray, ids) -> np.ndarray:
+    """Within runs of the same entity and second, order rows by ``tiebreak(transaction_id)``.
+
+    Only such runs need the tiebreak (features of one entity never depend on how other
+    entities' same-second rows are ordered), and they are rare, so ids are hashed only there.
+    """
+    c, ts = codes[perm], t[perm]
+    tied = np.flatnonzero((c[1:] == c[:-1]) & (ts[1:] == ts[:-1]))
     if tied.size:
-        mark = np.zeros(order.size, dtype=bool)
+        mark = np.zeros(perm.size, dtype=bool)
         mark[tied] = True
         mark[tied + 1] = True
-        rows = np.flatnonzero(mark)
-        sub = order[rows]
-        order[rows] = sub[np.lexsort((tb[sub], t[sub]))]
-    return order
-
-
-def _group_starts(sorted_codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Boundaries of each code's run in an array sorted by code (empty runs allowed)."""
-    return np.searchsorted(sorted_codes, np.arange(n_groups + 1), side="left").astype(np.int64)
+        pos = np.flatnonzero(mark)
+        sub = perm[pos]
+        tb = tiebreak(np.asarray(ids[sub], dtype=object))
+        perm = perm.copy()
+        perm[pos] = sub[np.lexsort((tb, t[sub], codes[sub]))]
+    return perm
 
 
 class _Prepared:
-    """Arrays shared by all entity computations: event order, seconds, amounts."""
+    """Arrays shared by all entity computations: time order, seconds, amounts."""
 
     def __init__(self, df: pd.DataFrame):
         self.n = len(df)
         self.t = epoch_seconds(df[TIMESTAMP])
-        self.tb = tiebreak(df[TRANSACTION_ID].to_numpy(dtype=object))
+        self.ids = df[TRANSACTION_ID].to_numpy(dtype=object)
         self.amount = df[AMOUNT].to_numpy(dtype=np.float64)
-        self.order = _event_order(self.t, self.tb)  # global event order
+        self.order = np.argsort(self.t, kind="stable")  # linear for input already in time order
+        self._codes: dict[str, tuple[np.ndarray, int]] = {}
+
+    def codes(self, df: pd.DataFrame, column: str) -> tuple[np.ndarray, int]:
+        """Integer codes of an entity column (factorised once, shared by all features)."""
+        if column not in self._codes:
+            codes, uniques = pd.factorize(df[column], sort=False)
+            self._codes[column] = (codes.astype(np.int64), len(uniques))
+        return self._codes[column]
 
     def entity_order(self, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
         """(row indices sorted by (entity code, time, tiebreak), start of each entity's run)."""
-        return _order_by_code(np.asarray(codes, dtype=np.int64), self.order, n_groups)
+        codes = np.asarray(codes, dtype=np.int64)
+        perm, starts = _order_by_code(codes, self.order, n_groups)
+        return _break_ties(perm, codes, self.t, self.ids), starts
+
+
+@numba.njit(**_JIT)
+def _window_columns(perm, starts, t, amount, before_s, bucket, nbuckets, out_count, out_sum, out_mean):
+    """count / sum / mean of one window (current row included), written straight to the
+    output rows (``perm`` maps sorted position -> row); an output of length 0 is skipped.
+    The float operations are the online path's: (running sum + amount) - sum before window."""
+    for g in range(starts.shape[0] - 1):
+        j = starts[g]
+        for i in range(starts[g], starts[g + 1]):
+            begin = (t[i] // bucket - nbuckets + 1) * bucket
+            while t[j] < begin:
+                j += 1
+            count = float(i + 1 - j)
+            total = (before_s[i] + amount[i]) - before_s[j]
+            r = perm[i]
+            if out_count.shape[0]:
+                out_count[r] = count
+            if out_sum.shape[0]:
+                out_sum[r] = total
+            if out_mean.shape[0]:
+                out_mean[r] = total / count
+
+
+@numba.njit(**_JIT)
+def _history_columns(perm, starts, t, amount, before_s, before_q, bucket, nbuckets, prior, out_ratio, out_z):
+    """The card's amount relative to its own history in the window (current row excluded)."""
+    for g in range(starts.shape[0] - 1):
+        j = starts[g]
+        for i in range(starts[g], starts[g + 1]):
+            begin = (t[i] // bucket - nbuckets + 1) * bucket
+            while t[j] < begin:
+                j += 1
+            r = perm[i]
+            n = float(i - j)
+            if n == 0:
+                ratio = np.nan
+                z = np.nan
+            else:
+                mean = (before_s[i] - before_s[j]) / n
+                var = max((before_q[i] - before_q[j]) / n - mean * mean, 0.0)
+                ratio = amount[i] / mean
+                z = (amount[i] - mean) / math.sqrt(var + prior)
+            if out_ratio.shape[0]:
+                out_ratio[r] = ratio
+            if out_z.shape[0]:
+                out_z[r] = z
+
+
+@numba.njit(**_JIT)
+def _seen_before_column(perm, starts, other, n_other, out):
+    """1 where the entity met this ``other`` (e.g. the card this terminal) on an earlier row.
+
+    ``mark[o]`` holds the last group that met ``o``: O(n), with a table the size of the
+    other entity's vocabulary instead of a hash set per group."""
+    mark = np.full(n_other, -1, dtype=np.int64)
+    for g in range(starts.shape[0] - 1):
+        for i in range(starts[g], starts[g + 1]):
+            o = other[i]
+            out[perm[i]] = 1.0 if mark[o] == g else 0.0
+            mark[o] = g
+
+
+@numba.njit(**_JIT)
+def _gap_column(perm, starts, t, out):
+    """Seconds since the entity's previous row (NaN for its first)."""
+    for g in range(starts.shape[0] - 1):
+        for i in range(starts[g], starts[g + 1]):
+            out[perm[i]] = np.nan if i == starts[g] else float(t[i] - t[i - 1])
 
 
 def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entity: str,
@@ -147,69 +213,59 @@ def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entit
     feats = spec.of(entity)
     if not feats:
         return
-    codes, uniques = pd.factorize(df[column], sort=False)
-    perm, starts = prep.entity_order(codes, len(uniques))
+    codes, n_groups = prep.codes(df, column)
+    perm, starts = prep.entity_order(codes, n_groups)
     t = prep.t[perm]
     amount = prep.amount[perm]
     before_s, before_q = _running_totals(starts, amount)
-    group_first = np.repeat(starts[:-1], np.diff(starts))
-    before_n = np.arange(prep.n, dtype=np.int64) - group_first
+    none = np.empty(0)
 
-    def scatter(name, values):
-        out[name][perm] = values
+    def column_of(aggregation, window):
+        name = next((f.name for f in feats if f.aggregation == aggregation and f.window == window), None)
+        return none if name is None else out[name]
 
-    firsts = {}
-    for w in spec.windows(entity, WINDOW_AGGREGATIONS + HISTORY_AGGREGATIONS):
-        firsts[w] = _window_first(starts, t, bucket_seconds(w), n_buckets(w))
+    for w in spec.windows(entity, WINDOW_AGGREGATIONS):
+        _window_columns(perm, starts, t, amount, before_s, bucket_seconds(w), n_buckets(w),
+                        column_of("count", w), column_of("sum", w), column_of("mean", w))
+    for w in spec.windows(entity, HISTORY_AGGREGATIONS):
+        _history_columns(perm, starts, t, amount, before_s, before_q, bucket_seconds(w), n_buckets(w),
+                         derive.ZSCORE_VARIANCE_PRIOR, column_of("amount_ratio", w), column_of("amount_zscore", w))
     for f in feats:
-        if f.aggregation in WINDOW_AGGREGATIONS:
-            first = firsts[f.window]
-            count = (before_n + 1 - before_n[first]).astype(np.float64)
-            total = (before_s + amount) - before_s[first]
-            value = {"count": count, "sum": total, "mean": total / count}[f.aggregation]
-            scatter(f.name, value)
-        elif f.aggregation in HISTORY_AGGREGATIONS:
-            first = firsts[f.window]
-            ratio, z = derive.history_ratio_z(amount, before_n - before_n[first],
-                                              before_s - before_s[first], before_q - before_q[first])
-            scatter(f.name, ratio if f.aggregation == "amount_ratio" else z)
-        elif f.aggregation == "seconds_since_previous":
-            gap = np.r_[np.nan, (t[1:] - t[:-1]).astype(np.float64)]
-            scatter(f.name, np.where(before_n > 0, gap, np.nan))
+        if f.aggregation == "seconds_since_previous":
+            _gap_column(perm, starts, t, out[f.name])
     label_feats = [f for f in feats if f.aggregation in LABEL_AGGREGATIONS]
     if label_feats:
-        _label_features(prep, df, codes, len(uniques), perm, starts, t, label_feats, scatter)
+        _label_features(prep, df, codes, n_groups, perm, starts, t, label_feats, out)
 
 
-def _label_features(prep, df, codes, n_groups, perm, starts, t, feats, scatter) -> None:
+def _label_features(prep, df, codes, n_groups, perm, starts, t, feats, out) -> None:
     if LABEL in df.columns and LABEL_TIME in df.columns:
         lt = epoch_seconds(df[LABEL_TIME])
-        has = ~df[LABEL_TIME].isna().to_numpy()
-        ev_rows = np.flatnonzero(has)
-        # counts of labels known before a time do not depend on how same-second labels are ordered
-        ev_order = ev_rows[np.lexsort((lt[ev_rows], codes[ev_rows]))]
-        ev_codes, ev_t = codes[ev_order], lt[ev_order]
+        ev_rows = np.flatnonzero(~df[LABEL_TIME].isna().to_numpy())
+        # counts of labels known before a time do not depend on how same-second labels are
+        # ordered: label-time order, then a stable counting sort by entity
+        by_time = ev_rows[np.argsort(lt[ev_rows], kind="stable")]
+        ev_order, ev_starts = _order_by_code(codes, by_time, n_groups)
+        ev_t = lt[ev_order]
         ev_fraud = df[LABEL].to_numpy()[ev_order].astype(np.float64)
     else:
-        ev_codes = np.empty(0, np.int64)
         ev_t = np.empty(0, np.int64)
         ev_fraud = np.empty(0)
-    ev_starts = _group_starts(ev_codes, n_groups)
+        ev_starts = np.zeros(n_groups + 1, dtype=np.int64)
+    none = np.empty(0)
     for w in sorted({f.window for f in feats}):
-        labels, frauds = _label_counts(starts, t, ev_starts, ev_t, ev_fraud, bucket_seconds(w), n_buckets(w))
-        for f in feats:
-            if f.window == w:
-                scatter(f.name, labels if f.aggregation == "label_count" else derive.rate(frauds, labels))
+        names = {f.aggregation: f.name for f in feats if f.window == w}
+        _label_columns(perm, starts, t, ev_starts, ev_t, ev_fraud, bucket_seconds(w), n_buckets(w),
+                       out[names["label_count"]] if "label_count" in names else none,
+                       out[names["fraud_rate"]] if "fraud_rate" in names else none)
 
 
 def _pair_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict) -> None:
     for f in spec.of(CARD_TERMINAL):
-        card_codes, _ = pd.factorize(df[CARD_ID], sort=False)
-        term_codes, terms = pd.factorize(df[TERMINAL_ID], sort=False)
-        pair_codes, pairs = pd.factorize(card_codes.astype(np.int64) * (len(terms) + 1) + term_codes)
-        perm, _ = prep.entity_order(pair_codes, len(pairs))
-        pair = pair_codes
-        out[f.name][perm] = np.r_[False, pair[perm][1:] == pair[perm][:-1]]
+        card_codes, n_cards = prep.codes(df, CARD_ID)
+        term_codes, n_terms = prep.codes(df, TERMINAL_ID)
+        perm, starts = prep.entity_order(card_codes, n_cards)  # event order within each card
+        _seen_before_column(perm, starts, term_codes[perm], n_terms, out[f.name])
 
 
 def _row_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict) -> None:

@@ -1,5 +1,6 @@
-"""Feature values from window aggregates: one formula, in a vector form (batch) and a
-scalar form (online), side by side so they stay identical operation for operation.
+"""Feature values from window aggregates: vector forms (batch) and scalar forms (online)
+side by side, so they stay identical operation for operation (the window and history
+arithmetic of the batch path lives in numba kernels in ``batch.py``, mirrored here).
 
 Both paths feed these the same aggregates, built from the same sequence of float
 additions, so batch and online features agree to the last bit or within an ulp of libm.
@@ -19,19 +20,9 @@ NAN = float("nan")
 
 
 # -- history of the card's amounts: mean, ratio and z-score (current row excluded) -------
-def history_ratio_z(amount, n, total, total_sq):
-    """Vector form: amount / mean and (amount - mean) / sqrt(var + prior); NaN without history."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = total / n
-        var = np.maximum(total_sq / n - mean * mean, 0.0)
-        ratio = amount / mean
-        z = (amount - mean) / np.sqrt(var + ZSCORE_VARIANCE_PRIOR)
-    empty = n == 0
-    return np.where(empty, np.nan, ratio), np.where(empty, np.nan, z)
-
-
 def history_ratio_z_one(amount: float, n: int, total: float, total_sq: float) -> tuple[float, float]:
-    """Scalar form of ``history_ratio_z``."""
+    """amount / mean and (amount - mean) / sqrt(var + prior) over the card's history; NaN
+    without history. Mirrors ``batch._history_columns`` operation for operation."""
     if n == 0:
         return NAN, NAN
     mean = total / n

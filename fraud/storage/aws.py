@@ -10,13 +10,21 @@ import functools
 import os
 
 
-@functools.lru_cache(maxsize=None)
 def client(service: str, endpoint_url: str | None = None, region: str | None = None, fail_fast: bool = False):
     """A cached boto3 client (clients are thread-safe; creating one costs ~50 ms).
 
-    ``fail_fast``: one attempt, short timeouts, for calls on the request path whose caller
-    has its own fallback (the review queue falls back to the outbox).
+    ``endpoint_url`` defaults to boto3's own variables (``AWS_ENDPOINT_URL_<SERVICE>``, then
+    ``AWS_ENDPOINT_URL``), read now, so the cache never hands out a client for an endpoint
+    that has since changed. ``fail_fast``: one attempt, short timeouts, for calls on the
+    request path whose caller has its own fallback (the review queue falls back to the outbox).
     """
+    endpoint = (endpoint_url or os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+                or os.environ.get("AWS_ENDPOINT_URL"))
+    return _client(service, endpoint, region, fail_fast)
+
+
+@functools.lru_cache(maxsize=None)
+def _client(service: str, endpoint_url: str | None, region: str | None, fail_fast: bool):
     import boto3
     from botocore.config import Config
 

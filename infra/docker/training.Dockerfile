@@ -17,6 +17,7 @@ COPY lambda_handler ./lambda_handler
 COPY infra/__init__.py ./infra/__init__.py
 RUN pip install --no-cache-dir .
 
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 USER 1000
 WORKDIR /home/fraud
 # The command the README documents for the nightly job.

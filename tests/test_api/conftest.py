@@ -8,29 +8,7 @@ import io
 
 import pytest
 
-from helpers.api import API_KEY_HASH, TABLES, free_port
-
-
-@pytest.fixture(scope="session")
-def aws_env():
-    mp = pytest.MonkeyPatch()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
-        mp.setenv(name, value)
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="session")
-def moto_server(aws_env):
-    """moto in server mode: real HTTP, real boto3 calls."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+from helpers.api import API_KEY_HASH, TABLES
 
 
 @pytest.fixture(scope="session")

@@ -8,24 +8,8 @@ import pandas as pd
 import pytest
 
 from batch_jobs.cli import main
+from helpers.configs import SMALL
 
-SMALL = """
-[split]
-train_days = 14
-validation_days = 5
-test_days = 5
-prequential_folds = 1
-[search]
-time_budget_s = 30
-max_trials = 4
-max_rounds = 120
-early_stopping_rounds = 15
-max_depths = [4]
-learning_rates = [0.2]
-n_jobs = 2
-[policy]
-review_capacity_per_day = 20
-"""
 
 
 @pytest.fixture(scope="module")
