@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import write_json  # noqa: E402
 
 from fraud.config import load_config  # noqa: E402
 from fraud.features.batch import build_features  # noqa: E402
@@ -51,9 +54,7 @@ def main(argv=None) -> dict:
                        "rounds": s["winner"]["rounds"]}
         print(device, json.dumps(out[device]))
     out["ap_difference"] = out["cuda"]["test_average_precision"] - out["cpu"]["test_average_precision"]
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
+    write_json(args.json, out)
     return out
 
 

@@ -13,7 +13,6 @@ input table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import tracemalloc
@@ -23,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import write_json  # noqa: E402
 from fraud.config import load_config  # noqa: E402
 from fraud.features.batch import build_features  # noqa: E402
 from fraud.features.online import OnlineFeatures  # noqa: E402
@@ -125,9 +126,7 @@ def main(argv=None) -> dict:
             print(f"online update+read, in-memory store, {o['transactions']} transactions: "
                   f"p50 {o['p50_ms']:.3f} ms, p99 {o['p99_ms']:.3f} ms", flush=True)
         results["sizes"][len(frame)] = entry
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return results
 
 

@@ -10,7 +10,6 @@ Target (issue 4): <= 10 minutes on the 2-core machine.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import sys
@@ -19,6 +18,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import write_json  # noqa: E402
 
 from batch_jobs.nightly import ensure_default_data, run_nightly  # noqa: E402
 from fraud.config import load_config  # noqa: E402
@@ -60,9 +62,7 @@ def main(argv=None) -> dict:
     for kind, c in figures["candidates_test"].items():
         print(f"  {kind:24s} test AP {c['test_average_precision']:.4f}  AUC {c['test_auc_roc']:.4f}  "
               f"recall@capacity {c['test_recall_at_capacity']:.3f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    write_json(args.json, figures)
     return figures
 
 

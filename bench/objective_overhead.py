@@ -17,7 +17,6 @@ focal XGBoost / CatBoost Focal <= 0.45; GPU on-device focal / built-in <= 1.3.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import write_json  # noqa: E402
 
 from objectives import FocalLoss, LightGBMObjective, XGBoostObjective, booster_params  # noqa: E402
 
@@ -226,9 +228,7 @@ def main(argv=None) -> dict:
               "positive_rate": float(y.mean()), "best_seconds": best, "ratios": ratios,
               "median_paired_ratios": paired, "all_seconds": times,
               "leaves_per_tree": leaves}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return result
 
 

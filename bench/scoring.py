@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -35,6 +34,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import percentiles, write_json  # noqa: E402
 
 from fraud.config import load_config  # noqa: E402
 from fraud.features.batch import build_features  # noqa: E402
@@ -72,11 +74,6 @@ def requests_of(frame: pd.DataFrame) -> list[dict]:
         rec["timestamp"] = rec["timestamp"].isoformat()
         out.append({k: v for k, v in rec.items() if v is not None and v == v})
     return out
-
-
-def percentiles(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": int(ms.size)}
 
 
 def in_process(data: pd.DataFrame, registry: ModelRegistry) -> dict:
@@ -235,9 +232,7 @@ def main(argv=None) -> dict:
     for level, h in results["http"].items():
         print(f"HTTP {level}: {h['rps']:.0f} req/s, p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms, "
               f"{h['errors']} errors")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return results
 
 

@@ -123,20 +123,27 @@ class _Prepared:
         self.ids = df[TRANSACTION_ID].to_numpy(dtype=object)
         self.amount = df[AMOUNT].to_numpy(dtype=np.float64)
         self.order = np.argsort(self.t, kind="stable")  # linear for input already in time order
-        self._codes: dict[str, tuple[np.ndarray, int]] = {}
+        self._entities: dict[str, tuple] = {}
 
-    def codes(self, df: pd.DataFrame, column: str) -> tuple[np.ndarray, int]:
-        """Integer codes of an entity column (factorised once, shared by all features)."""
-        if column not in self._codes:
+    def entity(self, df: pd.DataFrame, column: str):
+        """(codes, number of entities, rows sorted by (entity, time, tiebreak), start of each
+        entity's run) for an entity column; computed once and shared by all its features."""
+        if column not in self._entities:
             codes, uniques = pd.factorize(df[column], sort=False)
-            self._codes[column] = (codes.astype(np.int64), len(uniques))
-        return self._codes[column]
+            codes = codes.astype(np.int64)
+            perm, starts = _order_by_code(codes, self.order, len(uniques))
+            self._entities[column] = (codes, len(uniques), _break_ties(perm, codes, self.t, self.ids), starts)
+        return self._entities[column]
 
-    def entity_order(self, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-        """(row indices sorted by (entity code, time, tiebreak), start of each entity's run)."""
-        codes = np.asarray(codes, dtype=np.int64)
-        perm, starts = _order_by_code(codes, self.order, n_groups)
-        return _break_ties(perm, codes, self.t, self.ids), starts
+
+@numba.njit(inline="always", nogil=True, error_model="numpy")
+def _window_start(t, j, i, bucket, nbuckets):
+    """First row at or after ``j`` inside the bucket-aligned window ending at row ``i``
+    (windows only move forward within a group, so callers sweep ``j`` along)."""
+    begin = (t[i] // bucket - nbuckets + 1) * bucket
+    while t[j] < begin:
+        j += 1
+    return j
 
 
 @numba.njit(**_JIT)
@@ -147,9 +154,7 @@ def _window_columns(perm, starts, t, amount, before_s, bucket, nbuckets, out_cou
     for g in range(starts.shape[0] - 1):
         j = starts[g]
         for i in range(starts[g], starts[g + 1]):
-            begin = (t[i] // bucket - nbuckets + 1) * bucket
-            while t[j] < begin:
-                j += 1
+            j = _window_start(t, j, i, bucket, nbuckets)
             count = float(i + 1 - j)
             total = (before_s[i] + amount[i]) - before_s[j]
             r = perm[i]
@@ -167,9 +172,7 @@ def _history_columns(perm, starts, t, amount, before_s, before_q, bucket, nbucke
     for g in range(starts.shape[0] - 1):
         j = starts[g]
         for i in range(starts[g], starts[g + 1]):
-            begin = (t[i] // bucket - nbuckets + 1) * bucket
-            while t[j] < begin:
-                j += 1
+            j = _window_start(t, j, i, bucket, nbuckets)
             r = perm[i]
             n = float(i - j)
             if n == 0:
@@ -213,8 +216,7 @@ def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entit
     feats = spec.of(entity)
     if not feats:
         return
-    codes, n_groups = prep.codes(df, column)
-    perm, starts = prep.entity_order(codes, n_groups)
+    codes, n_groups, perm, starts = prep.entity(df, column)
     t = prep.t[perm]
     amount = prep.amount[perm]
     before_s, before_q = _running_totals(starts, amount)
@@ -262,9 +264,8 @@ def _label_features(prep, df, codes, n_groups, perm, starts, t, feats, out) -> N
 
 def _pair_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict) -> None:
     for f in spec.of(CARD_TERMINAL):
-        card_codes, n_cards = prep.codes(df, CARD_ID)
-        term_codes, n_terms = prep.codes(df, TERMINAL_ID)
-        perm, starts = prep.entity_order(card_codes, n_cards)  # event order within each card
+        _, _, perm, starts = prep.entity(df, CARD_ID)  # event order within each card
+        term_codes, n_terms, _, _ = prep.entity(df, TERMINAL_ID)
         _seen_before_column(perm, starts, term_codes[perm], n_terms, out[f.name])
 
 
