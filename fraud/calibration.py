@@ -84,10 +84,16 @@ def brier(probabilities, labels) -> float:
     return float(np.mean((p - np.asarray(labels, dtype=np.float64)) ** 2))
 
 
-def calibration_curve(probabilities, labels, bins: int = 15):
-    """(mean predicted, observed rate) per equal-count bin, for plots."""
+TAIL_QUANTILES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 1.0)
+
+
+def calibration_curve(probabilities, labels):
+    """(mean predicted, observed rate) per bin, for plots. Bins are quantiles that get finer
+    towards the top scores: with fraud rates under 1 %, equal-count bins would put nearly all
+    the frauds in the last one."""
     p = np.asarray(probabilities, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     order = np.argsort(p, kind="mergesort")
-    chunks = [c for c in np.array_split(order, bins) if c.size]
+    cuts = np.unique((np.asarray(TAIL_QUANTILES) * p.size).astype(int))
+    chunks = [order[a:b] for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
     return np.array([p[c].mean() for c in chunks]), np.array([y[c].mean() for c in chunks])

@@ -79,7 +79,12 @@ def calibration_figures(raw, calibrated, labels) -> dict:
             "brier_before": brier(raw, labels), "brier_after": brier(calibrated, labels)}
 
 
-def pr_curve(scores, labels, points: int = 200) -> dict:
+def pr_curve(scores, labels, points: int = 201) -> dict:
+    """Precision on an even recall grid (the best precision at that recall or more), so the
+    plot shows the high-precision end, where a review team works, as finely as the rest."""
     precision, recall, _ = precision_recall_curve(labels, scores)
-    idx = np.unique(np.linspace(0, len(precision) - 1, points).astype(int))
-    return {"precision": precision[idx].tolist(), "recall": recall[idx].tolist()}
+    recall_up, precision_up = recall[::-1], precision[::-1]  # sklearn gives recall decreasing
+    best_from_here = np.maximum.accumulate(precision_up[::-1])[::-1]  # max precision at recall >= r
+    grid = np.linspace(0.0, 1.0, points)
+    idx = np.clip(np.searchsorted(recall_up, grid, side="left"), 0, len(recall_up) - 1)
+    return {"precision": best_from_here[idx].tolist(), "recall": grid.tolist()}

@@ -45,7 +45,7 @@ def plot_calibration(curves: dict, path: Path) -> Path:
         ax.plot(pred, obs, marker="o", label=f"{name} calibration")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
     ax.set(xscale="symlog", yscale="symlog", xlabel="mean predicted probability", ylabel="observed fraud rate",
-           title="Calibration (test window, equal-count bins)")
+           title="Calibration (test window, bins finer at the top)")
     ax.set_xscale("symlog", linthresh=1e-3)
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.legend()
