@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -115,7 +114,3 @@ class ModelInfo(BaseModel):
     thresholds: dict
     features: list[str]
     calibration: str
-
-
-def finite(v: float) -> float | None:
-    return v if v is not None and math.isfinite(v) else None

@@ -31,11 +31,6 @@ def history_ratio_z_one(amount: float, n: int, total: float, total_sq: float) ->
     return ratio, (amount - mean) / math.sqrt(var + ZSCORE_VARIANCE_PRIOR)
 
 
-def rate(numerator, denominator):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, numerator / denominator, np.nan)
-
-
 def rate_one(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else NAN
 
