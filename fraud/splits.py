@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from .config import SplitConfig
@@ -85,6 +86,6 @@ def make_split(timestamps: pd.Series, config: SplitConfig, label_delay: pd.Timed
     return TimeSplit(tuple(folds), test, as_of)
 
 
-def labels_known_at(labels: pd.Series, label_times: pd.Series, cutoff: pd.Timestamp):
+def labels_known_at(labels, label_times: pd.Series, cutoff: pd.Timestamp):
     """Labels as they were known at ``cutoff``: a fraud reported later still looked legitimate."""
-    return ((labels.to_numpy() == 1) & (label_times < cutoff).to_numpy()).astype("int8")
+    return ((np.asarray(labels) == 1) & (label_times < cutoff).to_numpy()).astype("int8")

@@ -32,7 +32,7 @@ from .models import FOCAL_KINDS, library_versions
 from .policy import choose_thresholds, outcome
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
 from .search import FoldData, SearchResult, local_fit, search_candidate
-from .splits import TimeSplit, make_split
+from .splits import TimeSplit, labels_known_at, make_split
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int)
     folds = []
     for fold in split.folds:
         train = data.rows(fold.train.mask(data.timestamp))
-        known = ((train.label == 1) & (train.label_time < fold.label_cutoff).to_numpy()).astype(np.int8)
+        known = labels_known_at(train.label, train.label_time, fold.label_cutoff)
         keep = (known == 1) | (rng.random(len(known)) < rate)
         weight = np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else None
         val = data.rows(fold.validation.mask(data.timestamp))
