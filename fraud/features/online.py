@@ -218,31 +218,23 @@ class OnlineFeatures:
 
 def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) -> dict[str, dict]:
     """Per-entity state after replaying ``history``, computed in bulk (same floats as replay)."""
-    from ..schema import tiebreak
-    from .batch import _running_totals
+    from .batch import _Prepared, _running_totals
 
     df = history
-    t_all = epoch_seconds(df[TIMESTAMP])
     if as_of is not None:
-        keep = t_all < as_of
-        df, t_all = df.loc[keep], t_all[keep]
-    tb = tiebreak(df[TRANSACTION_ID].to_numpy(dtype=object))
-    amount_all = df[AMOUNT].to_numpy(dtype=np.float64)
-    order = np.lexsort((tb, t_all))
+        df = df.loc[epoch_seconds(df[TIMESTAMP]) < as_of]
+    prep = _Prepared(df)  # the batch engine's ordering: (entity, time, tiebreak)
     states: dict[str, dict] = {}
     aggs = WINDOW_AGGREGATIONS + HISTORY_AGGREGATIONS
     plans = [(CARD, CARD_ID, spec.granularities(CARD, aggs)),
              (TERMINAL, TERMINAL_ID, spec.granularities(TERMINAL, WINDOW_AGGREGATIONS))]
     for kind, column, grans in plans:
-        ids = df[column].to_numpy(dtype=object)
-        codes, uniques = pd.factorize(ids[order])
-        perm = order[np.argsort(codes, kind="stable")]
-        sorted_codes = codes[np.argsort(codes, kind="stable")]
-        starts = np.searchsorted(sorted_codes, np.arange(len(uniques) + 1)).astype(np.int64)
-        t, amount = t_all[perm], amount_all[perm]
+        _, n_entities, perm, starts = prep.entity(df, column)
+        ids = df[column].to_numpy(dtype=object)[perm]
+        t, amount = prep.t[perm], prep.amount[perm]
         before_s, before_q = _running_totals(starts, amount)
         terms = df[TERMINAL_ID].to_numpy(dtype=object)[perm] if kind == CARD else None
-        for g_idx in range(len(uniques)):
+        for g_idx in range(n_entities):
             lo, hi = starts[g_idx], starts[g_idx + 1]
             last = hi - 1
             state = {"n": int(hi - lo), "s": float(before_s[last] + amount[last]),
@@ -258,7 +250,7 @@ def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) 
                 state["seen"] = list(dict.fromkeys(short_hash(x) for x in terms[lo:hi]))
             else:
                 state.update(ln=0, lf=0, lsnaps={})
-            states[entity_key(kind, uniques[g_idx])] = state
+            states[entity_key(kind, ids[lo])] = state
     _add_label_states(history, spec, as_of, states)
     return states
 
