@@ -121,14 +121,15 @@ class ScoringService:
         the model runs once on all new rows."""
         bundle, version = self.holder.current()
         results: list[ScoreResponse | None] = [None] * len(txns)
-        fresh = []  # (index, txn, claim version, features, override)
+        fresh = []  # (index, txn, claim version, payload digest, features, override)
         try:
             for i, txn in enumerate(txns):
-                stored, claim = self._claim(txn, payload_digest(txn))
+                digest = payload_digest(txn)
+                stored, claim = self._claim(txn, digest)
                 if stored is not None:
                     results[i] = ScoreResponse(**{**stored, "request_id": request_id, "replayed": True})
                     continue
-                fresh.append((i, txn, claim, None, None))
+                fresh.append((i, txn, claim, digest, None, None))
                 try:
                     override = self.overrides.check(txn)
                     features = self.online.process(txn.model_dump())
@@ -136,11 +137,11 @@ class ScoringService:
                     self.idempotency.delete(TXN_PREFIX + txn.transaction_id, expected_version=claim)
                     fresh.pop()
                     raise
-                fresh[-1] = (i, txn, claim, features, override)
+                fresh[-1] = (i, txn, claim, digest, features, override)
             if fresh:
                 self._model(fresh, bundle, version, request_id, results)
         except BaseException:
-            for _, txn, claim, _, _ in fresh:  # release claims so a retry can score them
+            for _, txn, claim, *_ in fresh:  # release claims so a retry can score them
                 try:
                     self.idempotency.delete(TXN_PREFIX + txn.transaction_id, expected_version=claim)
                 except ConditionFailed:
@@ -150,11 +151,11 @@ class ScoringService:
         return results
 
     def _model(self, fresh, bundle, version, request_id, results) -> None:
-        frame = bundle.matrix_from_records([f for _, _, _, f, _ in fresh])
+        frame = bundle.matrix_from_records([f for *_, f, _ in fresh])
         probs = bundle.predict_proba(frame)
         decisions = bundle.thresholds.decide(probs)
         reasons = bundle.reasons(frame, exact=False)
-        for (i, txn, claim, _, override), p, decision, why in zip(fresh, probs, decisions, reasons):
+        for (i, txn, claim, digest, _, override), p, decision, why in zip(fresh, probs, decisions, reasons):
             decision = str(decision)
             if override is not None:
                 decision = "decline" if override.list == "block" else "approve"
@@ -169,7 +170,7 @@ class ScoringService:
                                    "card": card_token(txn.card_id, self.card_salt), "terminal_id": txn.terminal_id})
             stored = json.loads(response.model_dump_json(exclude={"request_id", "replayed"}))
             self.idempotency.put(TXN_PREFIX + txn.transaction_id, {
-                "state": "done", "digest": payload_digest(txn), "response": stored, "terminal_id": txn.terminal_id,
+                "state": "done", "digest": digest, "response": stored, "terminal_id": txn.terminal_id,
                 "probability": float(p), "decision": decision, "amount": txn.amount,
                 "timestamp": txn.timestamp.isoformat()}, expected_version=claim, ttl_seconds=RECORD_TTL_S)
             self.telemetry.decision(decision, float(p), version)
