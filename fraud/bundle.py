@@ -42,11 +42,18 @@ class ModelBundle:
         if isinstance(features, np.ndarray):
             if features.ndim != 2 or features.shape[1] != len(self.feature_names):
                 raise ValueError(f"expected a (n, {len(self.feature_names)}) matrix, got {features.shape}")
-            return features
-        missing = [n for n in self.feature_names if n not in features.columns]
-        if missing:
-            raise ValueError(f"features are missing columns the model needs: {missing}")
-        return features[self.feature_names].to_numpy(dtype=np.float64)
+            values = features
+        else:
+            missing = [n for n in self.feature_names if n not in features.columns]
+            if missing:
+                raise ValueError(f"features are missing columns the model needs: {missing}")
+            values = features[self.feature_names].to_numpy(dtype=np.float64)
+        infinite = np.isinf(values)
+        if infinite.any():  # NaN means missing to the model; inf means a feature definition is wrong
+            row, col = np.argwhere(infinite)[0]
+            raise ValueError(f"feature {self.feature_names[col]!r} is infinite in row {row}; features must be "
+                             "finite or NaN (missing)")
+        return values
 
     def matrix_from_records(self, records: list[dict]) -> np.ndarray:
         """Rows of feature dicts (the online path's output) -> the model's matrix."""

@@ -167,7 +167,8 @@ def _window_columns(perm, starts, t, amount, before_s, bucket, nbuckets, out_cou
 
 
 @numba.njit(**_JIT)
-def _history_columns(perm, starts, t, amount, before_s, before_q, bucket, nbuckets, prior, out_ratio, out_z):
+def _history_columns(perm, starts, t, amount, before_s, before_q, bucket, nbuckets, prior, mean_floor,
+                     out_ratio, out_z):
     """The card's amount relative to its own history in the window (current row excluded)."""
     for g in range(starts.shape[0] - 1):
         j = starts[g]
@@ -181,7 +182,7 @@ def _history_columns(perm, starts, t, amount, before_s, before_q, bucket, nbucke
             else:
                 mean = (before_s[i] - before_s[j]) / n
                 var = max((before_q[i] - before_q[j]) / n - mean * mean, 0.0)
-                ratio = amount[i] / mean
+                ratio = amount[i] / max(mean, mean_floor)
                 z = (amount[i] - mean) / math.sqrt(var + prior)
             if out_ratio.shape[0]:
                 out_ratio[r] = ratio
@@ -231,7 +232,8 @@ def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entit
                         column_of("count", w), column_of("sum", w), column_of("mean", w))
     for w in spec.windows(entity, HISTORY_AGGREGATIONS):
         _history_columns(perm, starts, t, amount, before_s, before_q, bucket_seconds(w), n_buckets(w),
-                         derive.ZSCORE_VARIANCE_PRIOR, column_of("amount_ratio", w), column_of("amount_zscore", w))
+                         derive.ZSCORE_VARIANCE_PRIOR, derive.HISTORY_MEAN_FLOOR, column_of("amount_ratio", w),
+                         column_of("amount_zscore", w))
     for f in feats:
         if f.aggregation == "seconds_since_previous":
             _gap_column(perm, starts, t, out[f.name])

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .spec import ONLINE_CHANNELS, ZSCORE_VARIANCE_PRIOR
+from .spec import HISTORY_MEAN_FLOOR, ONLINE_CHANNELS, ZSCORE_VARIANCE_PRIOR
 
 EARTH_RADIUS_KM = 6371.0088
 NAN = float("nan")
@@ -21,14 +21,14 @@ NAN = float("nan")
 
 # -- history of the card's amounts: mean, ratio and z-score (current row excluded) -------
 def history_ratio_z_one(amount: float, n: int, total: float, total_sq: float) -> tuple[float, float]:
-    """amount / mean and (amount - mean) / sqrt(var + prior) over the card's history; NaN
-    without history. Mirrors ``batch._history_columns`` operation for operation."""
+    """amount / max(mean, floor) and (amount - mean) / sqrt(var + prior) over the card's
+    history; NaN without history, finite otherwise. Mirrors ``batch._history_columns``
+    operation for operation."""
     if n == 0:
         return NAN, NAN
     mean = total / n
     var = max(total_sq / n - mean * mean, 0.0)
-    ratio = amount / mean if mean != 0 else (NAN if amount == 0 else math.copysign(math.inf, amount))
-    return ratio, (amount - mean) / math.sqrt(var + ZSCORE_VARIANCE_PRIOR)
+    return amount / max(mean, HISTORY_MEAN_FLOOR), (amount - mean) / math.sqrt(var + ZSCORE_VARIANCE_PRIOR)
 
 
 def rate_one(numerator: float, denominator: float) -> float:

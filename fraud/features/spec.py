@@ -33,6 +33,9 @@ HISTORY_AGGREGATIONS = ("amount_ratio", "amount_zscore")
 LABEL_AGGREGATIONS = ("fraud_rate", "label_count")
 ONLINE_CHANNELS = ("ecom", "online", "cnp", "web", "app")
 ZSCORE_VARIANCE_PRIOR = 1.0  # amount units^2: keeps z finite for cards that always spend the same
+# amount units: the history mean an amount ratio divides by is at least this, so the ratio
+# stays finite for cards whose history is all zero-amount authorisations (card checks)
+HISTORY_MEAN_FLOOR = 0.01
 
 
 def bucket_seconds(window: int) -> int:

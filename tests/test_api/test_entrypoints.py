@@ -169,3 +169,15 @@ def test_errors_do_not_leak_stack_traces(server, monkeypatch):
     r = httpx.post(f"{base}/v1/score", json={**TXN, "transaction_id": "boom"}, headers=HEADERS)
     assert r.status_code == 500
     assert r.json()["detail"] == "internal error" and "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_card_checks_then_a_purchase_score_without_error(server):
+    """Zero-amount card checks, then a purchase on the same card (found by schemathesis: the
+    amount ratio to a zero mean was infinite and the model refused it with a 500)."""
+    base, _ = server
+    batch = {"transactions": [{**TXN, "transaction_id": f"zc{i}", "card_id": "card-check-only",
+                               "amount": 0.0 if i < 2 else 1e9,
+                               "timestamp": f"2026-02-10T10:0{i}:00Z"} for i in range(3)]}
+    r = httpx.post(f"{base}/v1/score/batch", json=batch, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    assert [res["transaction_id"] for res in r.json()["results"]] == ["zc0", "zc1", "zc2"]

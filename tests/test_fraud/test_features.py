@@ -108,6 +108,25 @@ def test_windows_count_what_they_should():
     assert np.isnan(f.loc["a", "card_amount_ratio_30d"])
 
 
+def test_zero_amount_history_gives_finite_features_batch_and_online():
+    """Zero-amount authorisations (card checks) are real traffic: a later purchase on that
+    card must not get an infinite amount ratio (XGBoost rejects inf) in either path."""
+    df = _frame([
+        ("a", "2026-03-01 10:00:00", "c1", "m1", 0.0, 0, None),
+        ("b", "2026-03-01 10:05:00", "c1", "m1", 0.0, 0, None),
+        ("c", "2026-03-01 10:10:00", "c1", "m2", 950.0, 0, None),
+        ("d", "2026-03-01 10:11:00", "c1", "m2", 0.0, 0, None),
+    ])
+    spec = FeatureSpec.default()
+    batch = build_features(df, spec).set_index(df["transaction_id"])
+    assert not np.isinf(batch.to_numpy()).any()
+    assert batch.loc["c", "card_amount_ratio_30d"] == pytest.approx(950 / 0.01)
+    assert batch.loc["b", "card_amount_ratio_30d"] == 0.0
+    engine = OnlineFeatures(spec, InMemoryKeyValueStore())
+    online = pd.DataFrame([engine.process(row) for row in df.to_dict("records")], index=df["transaction_id"])
+    assert same(online[batch.columns], batch).all().all()
+
+
 def test_online_replay_of_a_day_equals_batch(small_transactions, batch, spec):
     day = small_transactions["timestamp"].min().normalize() + pd.Timedelta(days=40)
     online, engine = replay(small_transactions, spec, day)

@@ -54,6 +54,18 @@ def test_training_result_and_python_api(small_training, small_features, small_tr
     assert test_ap > 5 * small_transactions["label"].mean()  # far better than chance
 
 
+def test_bundle_names_the_feature_and_row_of_an_infinite_value(small_training, small_features):
+    _, features = small_features
+    bad = features.iloc[:4].copy()
+    column = small_training.bundle.feature_names[2]
+    bad.iloc[3, bad.columns.get_loc(column)] = np.inf
+    with pytest.raises(ValueError, match=rf"feature '{column}' is infinite in row 3"):
+        small_training.bundle.predict_proba(bad)
+    nan_is_missing = bad.copy()
+    nan_is_missing.iloc[3, bad.columns.get_loc(column)] = np.nan
+    assert np.isfinite(small_training.bundle.predict_proba(nan_is_missing)).all()
+
+
 def test_calibration_improves_ece_of_the_focal_model(small_training):
     cal = small_training.summary["calibration"]
     for window in ("validation", "test"):
