@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+# Scoring a new transaction: a conditional claim, read + write of the card's and of the
+# terminal's state, the stored answer (tests/test_api: test_round_trips_per_scored_transaction).
+DYNAMODB_CALLS_PER_TRANSACTION = 6
+DYNAMODB_CALL_PLANNING_MS = 8  # a same-region call at a bad moment (p50 is a few ms)
+
 DEFAULTS = {
     "dev": {"lambda_memory_mb": 2048, "provisioned_concurrency": 0, "reserved_concurrency": 20,
             "removal": "destroy", "log_retention_days": 14, "data_retention_days": 400},
@@ -23,6 +28,9 @@ class StageConfig:
     # at about 1.1 s and a scored transaction at p99 2.5 ms on a 2-core machine (bench/scoring.py)
     lambda_memory_mb: int = 2048
     lambda_timeout_s: int = 10
+    # largest POST /v1/score/batch: a batch runs its transactions in sequence, each costing
+    # DYNAMODB_CALLS_PER_TRANSACTION round trips, so it must fit the timeout (checked below)
+    api_max_batch: int = 100
     reserved_concurrency: int | None = 20
     provisioned_concurrency: int = 0
     auth: str = "iam"                   # "iam" or "jwt"
@@ -43,6 +51,13 @@ class StageConfig:
     data_retention_days: int = 400
     removal: str = "destroy"
     tags: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        worst_s = self.api_max_batch * DYNAMODB_CALLS_PER_TRANSACTION * DYNAMODB_CALL_PLANNING_MS / 1000
+        if worst_s > self.lambda_timeout_s / 2:
+            raise ValueError(f"api_max_batch={self.api_max_batch} needs about {worst_s:.0f} s of DynamoDB calls "
+                             f"at {DYNAMODB_CALL_PLANNING_MS} ms each; keep it under half of "
+                             f"lambda_timeout_s={self.lambda_timeout_s} (lower the batch or raise the timeout)")
 
     @property
     def prefix(self) -> str:

@@ -128,7 +128,8 @@ class FraudScoringStack(cdk.Stack):
         env = {"FRAUD_BACKEND": "aws", "FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
                "FRAUD_REVIEW_QUEUE_URL": self.review_queue.queue_url, "FRAUD_METRICS": "emf",
                "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE, "FRAUD_SERVICE_NAME": SERVICE,
-               "FRAUD_RECALL_SLO": str(c.recall_slo), "POWERTOOLS_SERVICE_NAME": SERVICE,
+               "FRAUD_RECALL_SLO": str(c.recall_slo), "FRAUD_MAX_BATCH": str(c.api_max_batch),
+               "POWERTOOLS_SERVICE_NAME": SERVICE,
                **{f"FRAUD_{name.upper()}_TABLE": table.table_name for name, table in self.tables.items()}}
         log_group = logs.LogGroup(self, "ScoringLogs", retention=_retention(c.log_retention_days),
                                   removal_policy=cdk.RemovalPolicy.DESTROY)

@@ -1,7 +1,7 @@
 """Scoring one transaction or a batch: idempotent per transaction id.
 
+    allow / block lists (one batched read)           -> override with its reason
     claim the transaction id (conditional write)     -> a retry replays the stored answer
-    allow / block lists                              -> override with its reason
     online features (state read + atomic update)     -> the same numbers as training
     calibrated probability, decision, top reasons    -> the champion model
     review decision                                  -> exactly one review message
@@ -61,13 +61,20 @@ class Overrides:
         self.store.delete(key)
         return existed
 
-    def check(self, txn: Transaction) -> Override | None:
-        for list_name in ("block", "allow"):  # a block wins over an allow
-            for entity, entity_id in (("card", txn.card_id), ("terminal", txn.terminal_id)):
-                item = self.store.get(self.key(list_name, entity, entity_id))
-                if item is not None:
-                    return Override(list=list_name, entity=entity, reason=item.value["reason"])
-        return None
+    _ORDER = tuple((list_name, entity) for list_name in ("block", "allow")  # a block wins over an allow
+                   for entity in ("card", "terminal"))
+
+    def check_many(self, txns: list[Transaction]) -> list[Override | None]:
+        """The override of each transaction, from one batched read of the lists."""
+        keys = [[self.key(list_name, entity, txn.card_id if entity == "card" else txn.terminal_id)
+                 for list_name, entity in self._ORDER] for txn in txns]
+        found = self.store.get_many([k for row in keys for k in row])
+        out = []
+        for row in keys:
+            hit = next(((name, key) for name, key in zip(self._ORDER, row) if key in found), None)
+            out.append(None if hit is None else
+                       Override(list=hit[0][0], entity=hit[0][1], reason=found[hit[1]].value["reason"]))
+        return out
 
 
 class ScoringService:
@@ -89,14 +96,14 @@ class ScoringService:
         key = TXN_PREFIX + txn.transaction_id
         deadline = time.monotonic() + 2.0
         while True:
-            item = self.idempotency.get(key)
-            if item is None:
-                try:
-                    return None, self.idempotency.put(key, {"state": "in_progress", "digest": digest,
-                                                            "started": time.time()},
-                                                      expected_version=0, ttl_seconds=RECORD_TTL_S)
-                except ConditionFailed:
-                    continue
+            try:  # a new transaction id (the usual case) costs one conditional write, no read
+                return None, self.idempotency.put(key, {"state": "in_progress", "digest": digest,
+                                                        "started": time.time()},
+                                                  expected_version=0, ttl_seconds=RECORD_TTL_S)
+            except ConditionFailed:
+                item = self.idempotency.get(key)
+            if item is None:  # deleted since (a failed attempt released it): claim again
+                continue
             record = item.value
             if record.get("digest") != digest:
                 raise PayloadMismatch(f"transaction_id {txn.transaction_id} was already scored with different content")
@@ -122,6 +129,7 @@ class ScoringService:
         bundle, version = self.holder.current()
         results: list[ScoreResponse | None] = [None] * len(txns)
         fresh = []  # (index, txn, claim version, payload digest, features, override)
+        overrides = self.overrides.check_many(txns)
         try:
             for i, txn in enumerate(txns):
                 digest = payload_digest(txn)
@@ -131,13 +139,12 @@ class ScoringService:
                     continue
                 fresh.append((i, txn, claim, digest, None, None))
                 try:
-                    override = self.overrides.check(txn)
                     features = self.online.process(txn.model_dump())
                 except BaseException:
                     self.idempotency.delete(TXN_PREFIX + txn.transaction_id, expected_version=claim)
                     fresh.pop()
                     raise
-                fresh[-1] = (i, txn, claim, digest, features, override)
+                fresh[-1] = (i, txn, claim, digest, features, overrides[i])
             if fresh:
                 self._model(fresh, bundle, version, request_id, results)
         except BaseException:

@@ -50,6 +50,16 @@ class KeyValueStore(ABC):
     def scan(self, prefix: str = "") -> Iterator[tuple[str, Item]]:
         """All live items whose key starts with ``prefix`` (small tables: outbox, lists)."""
 
+    def get_many(self, keys) -> dict[str, Item]:
+        """The live items among ``keys`` (missing keys are absent from the result): one
+        round trip per hundred keys where the backend can batch reads."""
+        found = {}
+        for key in dict.fromkeys(keys):
+            item = self.get(key)
+            if item is not None:
+                found[key] = item
+        return found
+
     def put_many(self, items: dict[str, dict], ttl_seconds: float | None = None) -> None:
         """Unconditional bulk write (building state from history)."""
         for key, value in items.items():
@@ -90,6 +100,11 @@ class InMemoryKeyValueStore(KeyValueStore):
             entry = self._live(key)
         return None if entry is None else Item(orjson.loads(entry[0]), entry[1])
 
+    def get_many(self, keys) -> dict[str, Item]:
+        with self._lock:
+            entries = {key: entry for key in keys if (entry := self._live(key)) is not None}
+        return {key: Item(orjson.loads(entry[0]), entry[1]) for key, entry in entries.items()}
+
     def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
         doc = _encode(value)
         with self._lock:
@@ -121,6 +136,13 @@ class InMemoryKeyValueStore(KeyValueStore):
             return sum(1 for k in self._items if self._live(k))
 
 
+def _live_item(raw: dict, now: float) -> Item | None:
+    """A DynamoDB item as an Item; None once expired (DynamoDB's TTL sweep lags by hours)."""
+    if "expires_at" in raw and float(raw["expires_at"]["N"]) <= now:
+        return None
+    return Item(orjson.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
+
+
 class DynamoDBKeyValueStore(KeyValueStore):
     """A DynamoDB table keyed ``pk`` (string) with attributes ``doc`` (JSON text),
     ``version`` and ``expires_at`` (the table's TTL attribute)."""
@@ -147,11 +169,29 @@ class DynamoDBKeyValueStore(KeyValueStore):
     def get(self, key: str) -> Item | None:
         out = self.db.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True)
         raw = out.get("Item")
-        if raw is None:
-            return None
-        if "expires_at" in raw and float(raw["expires_at"]["N"]) <= time.time():
-            return None  # expired but not yet swept by DynamoDB's TTL process
-        return Item(orjson.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
+        return None if raw is None else _live_item(raw, time.time())
+
+    def get_many(self, keys) -> dict[str, Item]:
+        """BatchGetItem, 100 keys a call, strongly consistent; unprocessed keys are retried."""
+        unique = list(dict.fromkeys(keys))
+        found = {}
+        for start in range(0, len(unique), 100):
+            pending = {self.table: {"Keys": [{"pk": {"S": k}} for k in unique[start:start + 100]],
+                                    "ConsistentRead": True}}
+            for attempt in range(8):
+                out = self.db.batch_get_item(RequestItems=pending)
+                now = time.time()
+                for raw in out.get("Responses", {}).get(self.table, []):
+                    item = _live_item(raw, now)
+                    if item is not None:
+                        found[raw["pk"]["S"]] = item
+                pending = out.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if pending:
+                raise RuntimeError(f"DynamoDB left {len(pending[self.table]['Keys'])} keys unread")
+        return found
 
     def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
         item = {"pk": {"S": key}, "doc": {"S": _encode(value)}}
@@ -194,9 +234,9 @@ class DynamoDBKeyValueStore(KeyValueStore):
         now = time.time()
         for page in self.db.get_paginator("scan").paginate(**kwargs):
             for raw in page.get("Items", []):
-                if "expires_at" in raw and float(raw["expires_at"]["N"]) <= now:
-                    continue
-                yield raw["pk"]["S"], Item(orjson.loads(raw["doc"]["S"]), int(raw["version"]["N"]))
+                item = _live_item(raw, now)
+                if item is not None:
+                    yield raw["pk"]["S"], item
 
     def put_many(self, items, ttl_seconds=None) -> None:
         expires = None if ttl_seconds is None else str(int(time.time() + ttl_seconds))

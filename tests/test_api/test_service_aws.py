@@ -202,5 +202,33 @@ def test_allow_and_block_lists(aws_settings):
     client.put("/v1/lists/allow/terminal/term-4", json={"reason": "trusted merchant"}, headers=HEADERS)
     allowed = client.post("/v1/score", json=txn(4), headers=HEADERS).json()
     assert allowed["decision"] == "approve" and allowed["override"]["list"] == "allow"
+    both = {"transactions": [txn(21), {**txn(22), "card_id": "card-3", "terminal_id": "term-4"}, txn(23)]}
+    results = client.post("/v1/score/batch", json=both, headers=HEADERS).json()["results"]
+    assert [r["override"] and r["override"]["list"] for r in results] == [None, "block", None]  # block wins
     assert client.delete("/v1/lists/block/card/card-3", headers=HEADERS).status_code == 204
     assert client.delete("/v1/lists/block/card/card-3", headers=HEADERS).status_code == 404
+
+
+def test_round_trips_per_scored_transaction(aws_settings):
+    """DynamoDB calls on the scoring path (each is milliseconds in AWS, and a batch runs
+    them in sequence): one batched read of the allow/block lists per request, then per new
+    transaction a conditional claim, a read and a write of the card's and of the terminal's
+    state, and the stored answer. Review messages add their outbox record, counted apart."""
+    container = build_container(aws_settings)
+    db = container.stores["idempotency"].db
+    calls = []
+
+    def count(params, **kwargs):
+        table = params.get("TableName") or next(iter(params.get("RequestItems", {})), None)
+        calls.append((kwargs["event_name"].split(".")[-1], table))
+
+    db.meta.events.register("provide-client-params.dynamodb", count)
+    try:
+        n = 20
+        container.scoring.score_many([Transaction.model_validate(txn(200 + i)) for i in range(n)], "trips")
+    finally:
+        db.meta.events.unregister("provide-client-params.dynamodb", count)
+    scoring_calls = [c for c in calls if c[1] != aws_settings.outbox_table]
+    assert [c for c in scoring_calls if c[0] == "BatchGetItem"] == [("BatchGetItem", aws_settings.lists_table)]
+    assert not [c for c in scoring_calls if c[0] != "BatchGetItem" and c[1] == aws_settings.lists_table]
+    assert len(scoring_calls) == 1 + 6 * n, scoring_calls

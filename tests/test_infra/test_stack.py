@@ -78,7 +78,7 @@ def test_scoring_lambda_container_memory_tracing_env(dev):
         "FunctionName": "fraud-dev-score", "PackageType": "Image", "MemorySize": 2048, "Timeout": 10,
         "ReservedConcurrentExecutions": 20, "TracingConfig": {"Mode": "Active"},
         "Environment": {"Variables": Match.object_like({
-            "FRAUD_BACKEND": "aws", "FRAUD_METRICS": "emf",
+            "FRAUD_BACKEND": "aws", "FRAUD_METRICS": "emf", "FRAUD_MAX_BATCH": "100",
             "FRAUD_REGISTRY_URI": {"Fn::Join": ["", ["s3://", {"Ref": Match.string_like_regexp("DataBucket")},
                                                      "/registry"]]},
             "FRAUD_REVIEW_QUEUE_URL": {"Ref": Match.string_like_regexp("ReviewQueue")},
@@ -200,6 +200,15 @@ def test_prod_stage_names_retention_and_provisioned_concurrency(tmp_path):
     text = json.dumps(prod.to_json())
     assert not re.search(r"\b\d{12}\b", text.replace("123456789012", "")), "an account id is hard-coded"
     assert "us-east-1" not in text and "eu-west-1" not in text
+
+
+def test_a_batch_limit_that_cannot_fit_the_timeout_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="api_max_batch=1000 needs about 48 s"):
+        build_app(context={"api_max_batch": "1000"}, outdir=str(tmp_path))
+    bigger = template_for(tmp_path, api_max_batch="300", lambda_timeout_s="30")
+    bigger.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "fraud-dev-score", "Timeout": 30,
+                                                              "Environment": {"Variables": Match.object_like(
+                                                                  {"FRAUD_MAX_BATCH": "300"})}})
 
 
 def test_unknown_stage_is_refused(tmp_path):
