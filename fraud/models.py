@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the scoring Lambda never needs it
+    import pandas as pd
 
 from objectives.persistence import load_predictor, sidecar_path
 
@@ -195,6 +198,7 @@ class Candidate:
 
 def library_versions() -> dict:
     import lightgbm as lgb
+    import pandas as pd
     import sklearn
 
     return {"xgboost": xgb.__version__, "lightgbm": lgb.__version__, "numpy": np.__version__,

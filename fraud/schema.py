@@ -6,8 +6,12 @@ types before anything else looks at it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the scoring Lambda never needs it
+    import pandas as pd
 
 TRANSACTION_ID = "transaction_id"
 TIMESTAMP = "timestamp"
@@ -36,4 +40,6 @@ def tiebreak(transaction_ids) -> np.ndarray:
 
     Batch, Dask and online paths all order same-second events by this, so they agree.
     """
+    import pandas as pd
+
     return pd.util.hash_array(np.asarray(transaction_ids, dtype=object), categorize=False)

@@ -10,8 +10,6 @@ import logging
 import sys
 from dataclasses import dataclass
 
-import pandas as pd
-
 from fraud.config import load_config
 from fraud.features.online import OnlineFeatures
 from fraud.registry import ModelRegistry
@@ -87,6 +85,8 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
 
 def warm_from_history(online: OnlineFeatures, source: str, config_path: str | None) -> int:
     """Load the last month of ``source`` into the online state (local serving only)."""
+    import pandas as pd
+
     from fraud.io import load_transactions
 
     config = load_config(config_path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 from .spec import HISTORY_MEAN_FLOOR, ONLINE_CHANNELS, ZSCORE_VARIANCE_PRIOR
 
@@ -70,6 +69,8 @@ def haversine_km_one(lat1, lon1, lat2, lon2) -> float:
 
 
 def is_online(channel) -> np.ndarray:
+    import pandas as pd  # not at module level: the scoring Lambda uses only the scalar forms
+
     codes, uniques = pd.factorize(pd.Series(channel), use_na_sentinel=True)
     online = np.array([str(u).lower() in ONLINE_CHANNELS for u in uniques] + [False])
     return online[codes].astype(np.float64)  # code -1 (missing) picks the trailing False

@@ -20,16 +20,18 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import datetime, timezone
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import pandas as pd
 
 from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds
 from ..storage.kv import KeyValueStore
 from . import derive
 from .spec import (CARD, CARD_TERMINAL, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL, TRANSACTION,
                    WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
+
+if TYPE_CHECKING:  # pandas is imported where it is used: scoring one transaction needs none of it
+    import pandas as pd
 
 NAN = float("nan")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -51,6 +53,8 @@ def to_epoch_seconds(value) -> int:
     if isinstance(value, (float, np.floating)):
         return math.floor(value)
     if isinstance(value, str):
+        import pandas as pd
+
         value = pd.Timestamp(value)
     if isinstance(value, datetime):  # includes pandas Timestamps; naive means UTC
         if value.tzinfo is None:
@@ -266,6 +270,8 @@ def _add_label_states(history, spec, as_of, states) -> None:
     if as_of is not None:
         labelled, lt = labelled.loc[lt < as_of], lt[lt < as_of]
     tb = tiebreak(labelled[TRANSACTION_ID].to_numpy(dtype=object))
+    import pandas as pd
+
     frame = pd.DataFrame({"term": labelled[TERMINAL_ID].to_numpy(dtype=object), "lt": lt, "tb": tb,
                           "fraud": labelled[LABEL].to_numpy().astype(np.int64)})
     frame = frame.sort_values(["term", "lt", "tb"], kind="stable")

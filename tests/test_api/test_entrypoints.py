@@ -181,3 +181,24 @@ def test_card_checks_then_a_purchase_score_without_error(server):
     r = httpx.post(f"{base}/v1/score/batch", json=batch, headers=HEADERS)
     assert r.status_code == 200, r.text
     assert [res["transaction_id"] for res in r.json()["results"]] == ["zc0", "zc1", "zc2"]
+
+
+def test_lambda_cold_start_and_scoring_stay_lean(local_registry_dir):
+    """The Lambda image's import and a scored transaction load neither pandas, numba nor
+    scikit-learn (each would add hundreds of milliseconds to every cold start)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nsys.modules['sklearn'] = None  # as in the image: not installed\n"
+            "import lambda_handler.app as app\n"
+            "from lambda_handler.schemas import Transaction\n"
+            f"app.container.scoring.score(Transaction.model_validate({TXN!r}), 'lean')\n"
+            "print(sorted(m for m in ('pandas', 'numba', 'sklearn') if sys.modules.get(m) is not None))\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "FRAUD_REGISTRY_URI": str(local_registry_dir), "FRAUD_METRICS": "off",
+           "FRAUD_API_KEY_HASHES": "", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
