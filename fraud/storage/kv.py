@@ -136,6 +136,20 @@ class InMemoryKeyValueStore(KeyValueStore):
             return sum(1 for k in self._items if self._live(k))
 
 
+def _until_processed(batch_call, pending: dict, unprocessed: str, on_response=None, attempts: int = 8) -> dict:
+    """Call a DynamoDB batch API until it has taken every request, backing off exponentially
+    on the part it left (throttling); returns what is still left after ``attempts``."""
+    for attempt in range(attempts):
+        out = batch_call(RequestItems=pending)
+        if on_response is not None:
+            on_response(out)
+        pending = out.get(unprocessed) or {}
+        if not pending:
+            return {}
+        time.sleep(0.05 * 2**attempt)
+    return pending
+
+
 def _live_item(raw: dict, now: float) -> Item | None:
     """A DynamoDB item as an Item; None once expired (DynamoDB's TTL sweep lags by hours)."""
     if "expires_at" in raw and float(raw["expires_at"]["N"]) <= now:
@@ -175,20 +189,18 @@ class DynamoDBKeyValueStore(KeyValueStore):
         """BatchGetItem, 100 keys a call, strongly consistent; unprocessed keys are retried."""
         unique = list(dict.fromkeys(keys))
         found = {}
+
+        def collect(out):
+            now = time.time()
+            for raw in out.get("Responses", {}).get(self.table, []):
+                item = _live_item(raw, now)
+                if item is not None:
+                    found[raw["pk"]["S"]] = item
+
         for start in range(0, len(unique), 100):
             pending = {self.table: {"Keys": [{"pk": {"S": k}} for k in unique[start:start + 100]],
                                     "ConsistentRead": True}}
-            for attempt in range(8):
-                out = self.db.batch_get_item(RequestItems=pending)
-                now = time.time()
-                for raw in out.get("Responses", {}).get(self.table, []):
-                    item = _live_item(raw, now)
-                    if item is not None:
-                        found[raw["pk"]["S"]] = item
-                pending = out.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                time.sleep(0.05 * 2**attempt)
+            pending = _until_processed(self.db.batch_get_item, pending, "UnprocessedKeys", collect)
             if pending:
                 raise RuntimeError(f"DynamoDB left {len(pending[self.table]['Keys'])} keys unread")
         return found
@@ -249,12 +261,6 @@ class DynamoDBKeyValueStore(KeyValueStore):
                 if expires:
                     item["expires_at"] = {"N": expires}
                 requests.append({"PutRequest": {"Item": item}})
-            pending = {self.table: requests}
-            for attempt in range(8):
-                out = self.db.batch_write_item(RequestItems=pending)
-                pending = out.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(0.05 * 2**attempt)
+            pending = _until_processed(self.db.batch_write_item, {self.table: requests}, "UnprocessedItems")
             if pending:
                 raise RuntimeError(f"DynamoDB left {len(pending[self.table])} items unwritten")
