@@ -71,9 +71,12 @@ class Overrides:
         found = self.store.get_many([k for row in keys for k in row])
         out = []
         for row in keys:
-            hit = next(((name, key) for name, key in zip(self._ORDER, row) if key in found), None)
-            out.append(None if hit is None else
-                       Override(list=hit[0][0], entity=hit[0][1], reason=found[hit[1]].value["reason"]))
+            first = next((i for i, key in enumerate(row) if key in found), None)
+            if first is None:
+                out.append(None)
+                continue
+            list_name, entity = self._ORDER[first]
+            out.append(Override(list=list_name, entity=entity, reason=found[row[first]].value["reason"]))
         return out
 
 

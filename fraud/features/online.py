@@ -260,6 +260,8 @@ def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) 
 
 
 def _add_label_states(history, spec, as_of, states) -> None:
+    import pandas as pd
+
     grans = spec.granularities(TERMINAL, LABEL_AGGREGATIONS)
     if not grans or LABEL not in history.columns or LABEL_TIME not in history.columns:
         return
@@ -270,8 +272,6 @@ def _add_label_states(history, spec, as_of, states) -> None:
     if as_of is not None:
         labelled, lt = labelled.loc[lt < as_of], lt[lt < as_of]
     tb = tiebreak(labelled[TRANSACTION_ID].to_numpy(dtype=object))
-    import pandas as pd
-
     frame = pd.DataFrame({"term": labelled[TERMINAL_ID].to_numpy(dtype=object), "lt": lt, "tb": tb,
                           "fraud": labelled[LABEL].to_numpy().astype(np.int64)})
     frame = frame.sort_values(["term", "lt", "tb"], kind="stable")
