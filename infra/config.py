@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-# Scoring a new transaction: a conditional claim, read + write of the card's and of the
-# terminal's state, the stored answer (tests/test_api: test_round_trips_per_scored_transaction).
-DYNAMODB_CALLS_PER_TRANSACTION = 6
+# Scoring a new transaction: a conditional claim, one batched read of the card's and the
+# terminal's state, one transaction writing both, the stored answer
+# (tests/test_api: test_round_trips_per_scored_transaction).
+DYNAMODB_CALLS_PER_TRANSACTION = 4
 DYNAMODB_CALL_PLANNING_MS = 8  # a same-region call at a bad moment (p50 is a few ms)
 
 DEFAULTS = {

@@ -16,6 +16,9 @@ Accuracy (tested against float64): a few float32 ulp over the whole range.
 - ``logistic_parts``: log1p(e) for e = exp(-a) in [0, 1] as 2 atanh(t) with
   t = e / (2 + e) in [0, 1/3]; the odd series to t^15 is exact to float32 precision and
   keeps full relative accuracy when e is tiny.
+
+numba's on-disk cache keys the kernels on ``_binary_cpu.py`` alone: after editing this file
+during development, delete ``objectives/__pycache__/*.nb[ic]`` (or touch ``_binary_cpu.py``).
 """
 
 from __future__ import annotations

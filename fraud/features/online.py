@@ -7,9 +7,13 @@ before the window's first bucket with activity": the same numbers, added in the 
 order, as ``batch.build_features``. Old buckets are pruned on every update, so the state
 is bounded by the longest window.
 
-Each entity's state is read, used and written back atomically (``KeyValueStore.update``:
-versioned conditional write, retried on conflict), so a transaction's own update is
-visible to the next transaction of the same card, also under concurrency.
+A transaction reads its card's and its terminal's state in one batched read, and writes
+both back in one transaction (``KeyValueStore.transact``: versioned conditional writes,
+all or nothing, retried on conflict) together with a record of the features it got. So a
+transaction's own update is visible to the next transaction of the same card, also under
+concurrency, and applying a transaction is idempotent: a retry (the request died before
+answering, or a batch failed after its features were computed) finds the record and gets
+the same features back instead of counting the transaction twice (for ``APPLIED_TTL_S``).
 
 Transactions must arrive in time order per entity (as an authorisation stream does);
 labels arrive through ``add_label`` at the time they become known.
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds
-from ..storage.kv import KeyValueStore
+from ..storage.kv import ConditionFailed, KeyValueStore, Write
 from . import derive
 from .spec import (CARD, CARD_TERMINAL, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL, TRANSACTION,
                    WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
@@ -35,6 +39,9 @@ if TYPE_CHECKING:  # pandas is imported where it is used: scoring one transactio
 
 NAN = float("nan")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+APPLIED_PREFIX = "applied#"
+APPLIED_TTL_S = 7 * 86400  # a retry later than this would count its transaction again
+MAX_ATTEMPTS = 20
 
 
 def entity_key(kind: str, entity_id: str) -> str:
@@ -110,20 +117,37 @@ class OnlineFeatures:
 
     # -- the transaction path ------------------------------------------------------------
     def process(self, txn: Mapping) -> dict[str, float]:
-        """Features of ``txn`` (canonical keys), then update card and terminal state."""
+        """Features of ``txn`` (canonical keys, ``transaction_id`` included), with card and
+        terminal state updated; the features it got the first time if it was applied before."""
         t = to_epoch_seconds(txn[TIMESTAMP])
         amount = float(txn[AMOUNT])
         term_hash = short_hash(txn[TERMINAL_ID])
-        out = self._row_features(txn, t, amount)
+        steps = []  # (state key, step: old state -> (new state, features))
         if self._card_windows or self._card_other or self._pair:
-            out.update(self.store.update(entity_key(CARD, txn[CARD_ID]),
-                                         lambda old: self._card_step(old, t, amount, term_hash),
-                                         ttl_seconds=self.ttl))
+            steps.append((entity_key(CARD, txn[CARD_ID]), lambda old: self._card_step(old, t, amount, term_hash)))
         if self._term_windows or self._label_windows:
-            out.update(self.store.update(entity_key(TERMINAL, txn[TERMINAL_ID]),
-                                         lambda old: self._terminal_step(old, t, amount),
-                                         ttl_seconds=self.ttl))
-        return {name: out[name] for name in self.spec.names}
+            steps.append((entity_key(TERMINAL, txn[TERMINAL_ID]), lambda old: self._terminal_step(old, t, amount)))
+        applied_key = APPLIED_PREFIX + str(txn[TRANSACTION_ID])
+        row_features = self._row_features(txn, t, amount)
+        for _ in range(MAX_ATTEMPTS):
+            found = self.store.get_many([applied_key] + [key for key, _ in steps])
+            if applied_key in found:
+                return _features_from_record(found[applied_key].value)
+            out = dict(row_features)
+            writes = []
+            for key, step in steps:
+                old = found.get(key)
+                state, features = step(None if old is None else old.value)
+                out.update(features)
+                writes.append(Write(key, state, 0 if old is None else old.version, self.ttl))
+            features = {name: out[name] for name in self.spec.names}
+            writes.append(Write(applied_key, _features_record(features), 0, APPLIED_TTL_S))
+            try:
+                self.store.transact(writes)
+                return features
+            except ConditionFailed:  # another transaction of the same card or terminal won: redo
+                continue
+        raise ConditionFailed(f"{applied_key}: gave up after {MAX_ATTEMPTS} concurrent modifications")
 
     def _row_features(self, txn, t, amount) -> dict:
         out = {}
@@ -218,6 +242,15 @@ class OnlineFeatures:
         states = history_states(history, self.spec, None if as_of is None else to_epoch_seconds(as_of))
         self.store.put_many(states, ttl_seconds=self.ttl)
         return len(states)
+
+
+def _features_record(features: dict[str, float]) -> dict:
+    """JSON has no NaN (a missing feature): stored as null."""
+    return {"features": {k: (None if v != v else v) for k, v in features.items()}}
+
+
+def _features_from_record(record: dict) -> dict[str, float]:
+    return {k: (NAN if v is None else v) for k, v in record["features"].items()}
 
 
 def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) -> dict[str, dict]:

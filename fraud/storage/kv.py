@@ -34,6 +34,15 @@ class Item:
     version: int
 
 
+@dataclass(frozen=True)
+class Write:
+    """One conditional write of a transaction: ``expected_version`` 0 means "must not exist"."""
+    key: str
+    value: dict
+    expected_version: int
+    ttl_seconds: float | None = None
+
+
 class KeyValueStore(ABC):
     @abstractmethod
     def get(self, key: str) -> Item | None: ...
@@ -45,6 +54,11 @@ class KeyValueStore(ABC):
 
     @abstractmethod
     def delete(self, key: str, *, expected_version: int | None = None) -> None: ...
+
+    @abstractmethod
+    def transact(self, writes: list[Write]) -> None:
+        """All or nothing: every write happens, or (``ConditionFailed``) none does, when any
+        key's version is not the one expected. Distinct keys, at most 100 writes."""
 
     @abstractmethod
     def scan(self, prefix: str = "") -> Iterator[tuple[str, Item]]:
@@ -116,6 +130,19 @@ class InMemoryKeyValueStore(KeyValueStore):
             self._items[key] = (doc, current + 1, expires)
             return current + 1
 
+    def transact(self, writes: list[Write]) -> None:
+        _check_transaction(writes)
+        docs = [_encode(w.value) for w in writes]
+        with self._lock:
+            for w in writes:
+                entry = self._live(w.key)
+                if (0 if entry is None else entry[1]) != w.expected_version:
+                    raise ConditionFailed(f"{w.key}: version changed; nothing written")
+            now = time.time()
+            for w, doc in zip(writes, docs):
+                expires = None if w.ttl_seconds is None else now + w.ttl_seconds
+                self._items[w.key] = (doc, w.expected_version + 1, expires)
+
     def delete(self, key, *, expected_version=None) -> None:
         with self._lock:
             entry = self._live(key)
@@ -134,6 +161,12 @@ class InMemoryKeyValueStore(KeyValueStore):
     def __len__(self) -> int:
         with self._lock:
             return sum(1 for k in self._items if self._live(k))
+
+
+def _check_transaction(writes: list[Write]) -> None:
+    keys = [w.key for w in writes]
+    if len(set(keys)) != len(keys) or not 0 < len(keys) <= 100:
+        raise ValueError(f"a transaction takes 1 to 100 distinct keys, got {keys}")
 
 
 def _until_processed(batch_call, pending: dict, unprocessed: str, on_response=None, attempts: int = 8) -> dict:
@@ -205,28 +238,51 @@ class DynamoDBKeyValueStore(KeyValueStore):
                 raise RuntimeError(f"DynamoDB left {len(pending[self.table]['Keys'])} keys unread")
         return found
 
+    @staticmethod
+    def _put_request(key: str, value: dict, expected_version: int | None, version: int,
+                     ttl_seconds: float | None) -> dict:
+        """PutItem arguments (less the table) that write ``version``, conditional on the
+        stored version being ``expected_version`` (0: absent or expired; None: no condition)."""
+        now = time.time()
+        item = {"pk": {"S": key}, "doc": {"S": _encode(value)}, "version": {"N": str(version)}}
+        if ttl_seconds is not None:
+            item["expires_at"] = {"N": str(int(now + ttl_seconds))}
+        request = {"Item": item}
+        if expected_version == 0:
+            request.update(ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
+                           ExpressionAttributeValues={":now": {"N": str(int(now))}})
+        elif expected_version is not None:
+            request.update(ConditionExpression="version = :v",
+                           ExpressionAttributeValues={":v": {"N": str(expected_version)}})
+        return request
+
     def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
-        item = {"pk": {"S": key}, "doc": {"S": _encode(value)}}
-        kwargs = {}
         if expected_version is None:
             current = self.get(key)
             new_version = 1 if current is None else current.version + 1
-        elif expected_version == 0:
-            new_version = 1
-            kwargs = {"ConditionExpression": "attribute_not_exists(pk) OR expires_at <= :now",
-                      "ExpressionAttributeValues": {":now": {"N": str(int(time.time()))}}}
         else:
             new_version = expected_version + 1
-            kwargs = {"ConditionExpression": "version = :v",
-                      "ExpressionAttributeValues": {":v": {"N": str(expected_version)}}}
-        item["version"] = {"N": str(new_version)}
-        if ttl_seconds is not None:
-            item["expires_at"] = {"N": str(int(time.time() + ttl_seconds))}
         try:
-            self.db.put_item(TableName=self.table, Item=item, **kwargs)
+            self.db.put_item(TableName=self.table,
+                             **self._put_request(key, value, expected_version, new_version, ttl_seconds))
         except self.db.exceptions.ConditionalCheckFailedException as exc:
             raise ConditionFailed(f"{key}: changed since read") from exc
         return new_version
+
+    def transact(self, writes: list[Write]) -> None:
+        """TransactWriteItems: one round trip; a failed condition or a concurrent transaction
+        on one of the items cancels all of it."""
+        _check_transaction(writes)
+        items = [{"Put": {"TableName": self.table, **self._put_request(w.key, w.value, w.expected_version,
+                                                                        w.expected_version + 1, w.ttl_seconds)}}
+                 for w in writes]
+        try:
+            self.db.transact_write_items(TransactItems=items)
+        except self.db.exceptions.TransactionCanceledException as exc:
+            codes = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
+            if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
+                raise ConditionFailed(f"{[w.key for w in writes]}: changed since read; nothing written") from exc
+            raise
 
     def delete(self, key, *, expected_version=None) -> None:
         kwargs = {}

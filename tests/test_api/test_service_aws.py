@@ -212,14 +212,19 @@ def test_allow_and_block_lists(aws_settings):
 def test_round_trips_per_scored_transaction(aws_settings):
     """DynamoDB calls on the scoring path (each is milliseconds in AWS, and a batch runs
     them in sequence): one batched read of the allow/block lists per request, then per new
-    transaction a conditional claim, a read and a write of the card's and of the terminal's
-    state, and the stored answer. Review messages add their outbox record, counted apart."""
+    transaction a conditional claim, one batched read of the card's and the terminal's
+    state, one transaction writing both (and the features record), and the stored answer.
+    Review messages add their outbox record, counted apart."""
+    from collections import Counter
+
     container = build_container(aws_settings)
     db = container.stores["idempotency"].db
     calls = []
 
     def count(params, **kwargs):
         table = params.get("TableName") or next(iter(params.get("RequestItems", {})), None)
+        if "TransactItems" in params:
+            table = {item["Put"]["TableName"] for item in params["TransactItems"]}.pop()
         calls.append((kwargs["event_name"].split(".")[-1], table))
 
     db.meta.events.register("provide-client-params.dynamodb", count)
@@ -228,7 +233,29 @@ def test_round_trips_per_scored_transaction(aws_settings):
         container.scoring.score_many([Transaction.model_validate(txn(200 + i)) for i in range(n)], "trips")
     finally:
         db.meta.events.unregister("provide-client-params.dynamodb", count)
-    scoring_calls = [c for c in calls if c[1] != aws_settings.outbox_table]
-    assert [c for c in scoring_calls if c[0] == "BatchGetItem"] == [("BatchGetItem", aws_settings.lists_table)]
-    assert not [c for c in scoring_calls if c[0] != "BatchGetItem" and c[1] == aws_settings.lists_table]
-    assert len(scoring_calls) == 1 + 6 * n, scoring_calls
+    s = aws_settings
+    assert Counter(c for c in calls if c[1] != s.outbox_table) == {
+        ("BatchGetItem", s.lists_table): 1, ("PutItem", s.idempotency_table): 2 * n,
+        ("BatchGetItem", s.features_table): n, ("TransactWriteItems", s.features_table): n}
+
+
+def test_a_failed_batch_retried_counts_each_transaction_once(aws_settings, local_settings, monkeypatch):
+    """The model stage fails after the batch's features were computed and its claims are
+    released; the client retries. The answers equal a clean run's, and each card's state
+    counts each of its transactions once."""
+    batch = [Transaction.model_validate(txn(300 + i)) for i in range(14)]  # cards repeat (i % 7)
+    clean = build_container(local_settings).scoring.score_many(batch, "clean")
+
+    container = build_container(aws_settings)
+    real_model = container.scoring._model
+    monkeypatch.setattr(container.scoring, "_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        container.scoring.score_many(batch, "first")
+    monkeypatch.setattr(container.scoring, "_model", real_model)
+    retried = container.scoring.score_many(batch, "retry")
+    assert [(r.probability, r.decision, r.reasons) for r in retried] == \
+        [(r.probability, r.decision, r.reasons) for r in clean]
+    from fraud.features.online import entity_key
+
+    card = container.stores["features"].get(entity_key("card", "card-0")).value
+    assert card["n"] == sum(t.card_id == "card-0" for t in batch) == 2

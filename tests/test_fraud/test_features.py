@@ -127,6 +127,30 @@ def test_zero_amount_history_gives_finite_features_batch_and_online():
     assert same(online[batch.columns], batch).all().all()
 
 
+def test_applying_a_transaction_twice_counts_it_once():
+    """A retry (the request died before answering, or its batch failed after the features
+    were computed) gets the features of the first attempt and leaves the state alone."""
+    df = _frame([
+        ("a", "2026-03-01 10:00:00", "c1", "m1", 10.0, 0, None),
+        ("b", "2026-03-01 10:20:00", "c1", "m2", 20.0, 0, None),
+        ("c", "2026-03-01 10:30:00", "c1", "m1", 30.0, 0, None),
+    ])
+    spec = FeatureSpec.default()
+    rows = df.to_dict("records")
+    once = OnlineFeatures(spec, InMemoryKeyValueStore())
+    expected = [once.process(row) for row in rows]
+    twice = OnlineFeatures(spec, InMemoryKeyValueStore())
+    got = []
+    for row in rows:
+        first = twice.process(row)
+        assert same(pd.Series(twice.process(row)), pd.Series(first)).all()  # the retry
+        got.append(first)
+    assert same(pd.DataFrame(got), pd.DataFrame(expected)).all().all()
+    assert [g["card_count_1h"] for g in got] == [1, 2, 3]
+    card = twice.store.get(entity_key("card", "c1")).value
+    assert card["n"] == 3 == once.store.get(entity_key("card", "c1")).value["n"]
+
+
 def test_online_replay_of_a_day_equals_batch(small_transactions, batch, spec):
     day = small_transactions["timestamp"].min().normalize() + pd.Timedelta(days=40)
     online, engine = replay(small_transactions, spec, day)

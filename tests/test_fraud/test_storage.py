@@ -47,3 +47,18 @@ def test_get_many_returns_live_items_only_across_batches(store):
     assert all(found[f"k{i}"].value == {"i": i, "f": i / 3} for i in range(0, 150, 2))  # floats exact
     assert found["k4"].version == store.get("k4").version
     assert store.get_many([]) == {}
+
+
+def test_transact_is_all_or_nothing(store):
+    from fraud.storage.kv import Write
+
+    store.put("card", {"n": 1}, expected_version=0)
+    store.transact([Write("card", {"n": 2}, 1), Write("new", {"n": 1}, 0, ttl_seconds=60)])
+    assert store.get("card").value == {"n": 2} and store.get("new").version == 1
+    with pytest.raises(ConditionFailed):  # "card" is at version 2 now: neither write happens
+        store.transact([Write("other", {"n": 1}, 0), Write("card", {"n": 3}, 1)])
+    assert store.get("other") is None and store.get("card").value == {"n": 2}
+    with pytest.raises(ConditionFailed):
+        store.transact([Write("new", {"n": 9}, 0)])  # exists already
+    with pytest.raises(ValueError, match="distinct keys"):
+        store.transact([Write("a", {}, 0), Write("a", {}, 0)])

@@ -203,12 +203,12 @@ def test_prod_stage_names_retention_and_provisioned_concurrency(tmp_path):
 
 
 def test_a_batch_limit_that_cannot_fit_the_timeout_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="api_max_batch=1000 needs about 48 s"):
+    with pytest.raises(ValueError, match="api_max_batch=1000 needs about 32 s"):
         build_app(context={"api_max_batch": "1000"}, outdir=str(tmp_path))
-    bigger = template_for(tmp_path, api_max_batch="300", lambda_timeout_s="30")
+    bigger = template_for(tmp_path, api_max_batch="400", lambda_timeout_s="30")
     bigger.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "fraud-dev-score", "Timeout": 30,
                                                               "Environment": {"Variables": Match.object_like(
-                                                                  {"FRAUD_MAX_BATCH": "300"})}})
+                                                                  {"FRAUD_MAX_BATCH": "400"})}})
 
 
 def test_unknown_stage_is_refused(tmp_path):
