@@ -136,12 +136,24 @@ class Candidate:
         """
         if self.kind == "focal_lgbm":
             booster = self.estimator_.booster_
-            out = booster.predict(X, pred_contrib=True, num_iteration=self.estimator_.best_iteration_ + 1)
+            out = booster.predict(X, pred_contrib=True, num_iteration=self.estimator_.best_iteration_ + 1,
+                                  **getattr(self.estimator_, "lightgbm_predict_kwargs", {}))
         else:
             booster = self.estimator_.booster_ if self.kind == "focal_xgb" else self.estimator_.get_booster()
             out = booster.predict(xgb.DMatrix(np.asarray(X)), pred_contribs=True, approx_contribs=not exact,
                                   iteration_range=(0, self.n_rounds_), validate_features=False)
         return np.asarray(out)[:, :-1]
+
+    def set_threads(self, n_threads: int) -> "Candidate":
+        """Threads per prediction call of a loaded model (0: the library's default). Serving
+        uses 1: a request scores one or a few rows, where waking a thread pool costs more
+        than it saves, and concurrent requests already use the cores."""
+        if self.kind in FOCAL_KINDS:
+            self.estimator_.set_threads(n_threads)
+        else:
+            self.estimator_.set_params(n_jobs=n_threads or None)
+            self.estimator_.get_booster().set_param({"nthread": n_threads})
+        return self
 
     def feature_importance(self) -> dict[str, float]:
         """Total gain per feature, normalised to sum 1."""

@@ -61,7 +61,7 @@ def _sink(settings: Settings, stream=None) -> MetricsSink:
 def build_container(settings: Settings, queue: MessageQueue | None = None, metrics_stream=None) -> Container:
     """Everything the API needs; loads and verifies the champion model (fails loudly)."""
     holder = ModelHolder(ModelRegistry.open(settings.registry_uri, settings.aws_endpoint_url),
-                         settings.champion_recheck_s)
+                         settings.champion_recheck_s, settings.model_threads)
     stores = {name: _store(settings, getattr(settings, f"{name}_table"))
               for name in ("features", "idempotency", "outbox", "lists", "feedback")}
     online = OnlineFeatures(holder.bundle.spec, stores["features"])

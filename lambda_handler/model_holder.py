@@ -20,18 +20,24 @@ log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    def __init__(self, registry: ModelRegistry, recheck_s: float = 300):
+    def __init__(self, registry: ModelRegistry, recheck_s: float = 300, model_threads: int = 1):
         self.registry = registry
         self.recheck_s = recheck_s
+        self.model_threads = model_threads
         self._lock = threading.Lock()
         version = registry.champion()
         if version is None:
             raise RegistryError(f"no champion model in {registry.uri}: train and promote one first (`fraud train`)")
-        self.bundle = registry.load(version)
+        self.bundle = self._load(version)
         self.version = version
         self.manifest = registry.manifest(version)
         self._checked = time.monotonic()
         log.info("serving model %s from %s", version, registry.uri)
+
+    def _load(self, version: str) -> ModelBundle:
+        bundle = self.registry.load(version)
+        bundle.model.set_threads(self.model_threads)
+        return bundle
 
     def current(self) -> tuple[ModelBundle, str]:
         if self.recheck_s >= 0 and time.monotonic() - self._checked >= self.recheck_s:
@@ -45,7 +51,7 @@ class ModelHolder:
             self._checked = time.monotonic()
             version = self.registry.champion()
             if version and version != self.version:
-                bundle = self.registry.load(version)
+                bundle = self._load(version)
                 self.bundle, self.version, self.manifest = bundle, version, self.registry.manifest(version)
                 log.info("champion changed: now serving %s", version)
         except Exception as exc:  # noqa: BLE001 - keep serving the current model

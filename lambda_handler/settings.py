@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_batch: int = Field(1000, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0)
     champion_recheck_s: float = Field(300, ge=0)
+    model_threads: int = Field(1, ge=0)  # per prediction call; 0: all cores (see Candidate.set_threads)
     in_progress_timeout_s: float = Field(30, gt=0)
     review_send_attempts: int = Field(2, ge=1)
 

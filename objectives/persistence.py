@@ -81,11 +81,21 @@ class FocalPredictor:
             self.best_iteration_ = self.booster_.num_boosted_rounds() - 1
         else:
             self.best_iteration_ = self.booster_.current_iteration() - 1
+        self.lightgbm_predict_kwargs = {}
+
+    def set_threads(self, n_threads: int) -> "FocalPredictor":
+        """Threads per prediction call (0: the library's default, all cores)."""
+        if self.library == "xgboost":
+            self.booster_.set_param({"nthread": n_threads})
+        else:
+            self.lightgbm_predict_kwargs = {"num_threads": n_threads} if n_threads else {}
+        return self
 
     def decision_function(self, X) -> np.ndarray:
         if self.library == "xgboost":
             return self.booster_.inplace_predict(X, predict_type="margin")
-        return self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_ + 1) + self.init_margin_
+        return self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_ + 1,
+                                     **self.lightgbm_predict_kwargs) + self.init_margin_
 
     def predict_proba(self, X) -> np.ndarray:
         return probabilities(self.decision_function(X), self.n_classes_)

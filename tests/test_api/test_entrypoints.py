@@ -202,3 +202,21 @@ def test_lambda_cold_start_and_scoring_stay_lean(local_registry_dir):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_serving_model_predicts_on_one_thread_with_the_same_numbers(local_settings):
+    import numpy as np
+
+    from lambda_handler.container import build_container
+
+    model = build_container(local_settings).holder.bundle.model  # FRAUD_MODEL_THREADS defaults to 1
+    if model.kind == "focal_lgbm":
+        assert model.estimator_.lightgbm_predict_kwargs == {"num_threads": 1}
+    else:
+        booster = model.estimator_.booster_ if model.kind == "focal_xgb" else model.estimator_.get_booster()
+        assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
+    X = np.random.default_rng(0).normal(size=(300, len(model.feature_names_))) * 5
+    single = model.predict_proba(X), model.contributions(X, exact=False)
+    model.set_threads(0)
+    np.testing.assert_array_equal(model.predict_proba(X), single[0])
+    np.testing.assert_allclose(model.contributions(X, exact=False), single[1], rtol=1e-6, atol=1e-7)

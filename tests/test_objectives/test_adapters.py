@@ -19,6 +19,7 @@ from objectives import (FocalLGBMClassifier, FocalLoss, FocalXGBClassifier, Ligh
                         LightGBMObjective, MulticlassFocalLoss, XGBoostMetric, XGBoostObjective,
                         average_precision, booster_params)
 from objectives.lightgbm_adapter import init_score, raw_margin
+from objectives.persistence import load_predictor
 
 
 def imbalanced(n=6000, d=8, rate=0.05, seed=0):
@@ -85,6 +86,9 @@ def test_save_load_predicts_identically(tmp_path, cls, suffix):
     loaded = cls.load_model(path)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    predictor = load_predictor(path)  # the serving loader, without scikit-learn
+    np.testing.assert_array_equal(predictor.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(predictor.set_threads(1).predict_proba(X), model.predict_proba(X))
     assert not list(tmp_path.glob("*.pkl"))
 
 
