@@ -132,7 +132,7 @@ class OnlineFeatures:
         for _ in range(MAX_ATTEMPTS):
             found = self.store.get_many([applied_key] + [key for key, _ in steps])
             if applied_key in found:
-                return _features_from_record(found[applied_key].value)
+                return _features_from_record(found[applied_key].value, self.spec.names)
             out = dict(row_features)
             writes = []
             for key, step in steps:
@@ -249,8 +249,11 @@ def _features_record(features: dict[str, float]) -> dict:
     return {"features": {k: (None if v != v else v) for k, v in features.items()}}
 
 
-def _features_from_record(record: dict) -> dict[str, float]:
-    return {k: (NAN if v is None else v) for k, v in record["features"].items()}
+def _features_from_record(record: dict, names: list[str]) -> dict[str, float]:
+    """The recorded features under ``names``; one the record lacks (a new champion with
+    another feature spec arrived between the attempt and its retry) is missing (NaN)."""
+    stored = record["features"]
+    return {name: NAN if stored.get(name) is None else stored[name] for name in names}
 
 
 def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) -> dict[str, dict]:

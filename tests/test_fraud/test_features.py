@@ -149,6 +149,11 @@ def test_applying_a_transaction_twice_counts_it_once():
     assert [g["card_count_1h"] for g in got] == [1, 2, 3]
     card = twice.store.get(entity_key("card", "c1")).value
     assert card["n"] == 3 == once.store.get(entity_key("card", "c1")).value["n"]
+    # a retry served by a champion with another feature spec: what the record lacks is missing
+    from fraud.features.online import _features_from_record, _features_record
+
+    back = _features_from_record(_features_record({"a": 1.5, "b": float("nan")}), ["a", "b", "c"])
+    assert back["a"] == 1.5 and np.isnan(back["b"]) and np.isnan(back["c"])
 
 
 def test_online_replay_of_a_day_equals_batch(small_transactions, batch, spec):
