@@ -36,11 +36,16 @@ import numpy as np
 from ._float32_math import logistic_parts
 
 _JIT = dict(nogil=True, fastmath={"contract"}, error_model="numpy", cache=True)
+# The row loops take functions as arguments, and numba's on-disk cache cannot key such a
+# signature: each process missed it, appended another entry (60 in a working tree) and at
+# last failed to load the index ("underlying object has vanished"). They compile once per
+# process instead (a few seconds), like every other first call.
+_LOOP_JIT = {**_JIT, "cache": False}
 CHUNK_ROWS = 1 << 17  # 512 KiB of float32 per buffer: fits L2, few dispatches
 
 
 # u**gamma, one function per exponent family. The kernels take the function as an
-# argument, so numba compiles (and caches) one specialisation per family: a runtime
+# argument, so numba compiles one specialisation per family: a runtime
 # branch that merely contains a pow() call halves the speed of the whole loop.
 @numba.njit(**_JIT)
 def pow_0(u, gamma, one):
@@ -116,7 +121,7 @@ def computed_in_loop(i, z, e_buf, l_buf, one):
     return logistic_parts(abs(z[i]))
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LOOP_JIT)
 def _grad_hess_rows(z, y, w, source, e_buf, l_buf, gamma, upow, alpha, floor, one, grad, hess):
     two = one + one
     weighted = w.shape[0] > 0
@@ -136,7 +141,7 @@ def _grad_hess_rows(z, y, w, source, e_buf, l_buf, gamma, upow, alpha, floor, on
         hess[i] = h
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_LOOP_JIT)
 def _loss_rows(z, y, w, source, e_buf, l_buf, gamma, upow, alpha, one, out):
     weighted = w.shape[0] > 0
     for i in range(z.shape[0]):

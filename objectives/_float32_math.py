@@ -17,8 +17,8 @@ Accuracy (tested against float64): a few float32 ulp over the whole range.
   t = e / (2 + e) in [0, 1/3]; the odd series to t^15 is exact to float32 precision and
   keeps full relative accuracy when e is tiny.
 
-numba's on-disk cache keys the kernels on ``_binary_cpu.py`` alone: after editing this file
-during development, delete ``objectives/__pycache__/*.nb[ic]`` (or touch ``_binary_cpu.py``).
+The loops that inline these are compiled per process (not cached on disk), so an edit here
+takes effect at the next run.
 """
 
 from __future__ import annotations

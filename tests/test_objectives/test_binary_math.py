@@ -170,3 +170,24 @@ def test_bad_labels_and_shapes_are_refused():
         loss.init_margin(np.zeros(10))
     with pytest.raises(ValueError, match="shape"):
         loss.grad_hess(np.zeros(3), np.zeros(4))
+
+
+def test_kernels_leave_a_stable_numba_cache(tmp_path):
+    """A second process must neither grow numba's on-disk cache nor fail to read it (the row
+    loops take functions as arguments, which numba's cache cannot key: it used to append an
+    entry per process until loading the index failed)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np\nfrom objectives import FocalLoss\n"
+              "for dtype in (np.float32, np.float64):\n"
+              "    z = np.linspace(-30, 30, 1001).astype(dtype); y = (z > 0).astype(dtype)\n"
+              "    for gamma in (0.0, 2.0, 1.7):\n"
+              "        FocalLoss(gamma, 0.25).grad_hess(z, y); FocalLoss(gamma, 0.25).loss(z, y)\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    listings = []
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+        listings.append(sorted(p.name for p in tmp_path.rglob("*") if p.is_file()))
+    assert listings[0] == listings[1]
