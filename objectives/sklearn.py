@@ -238,6 +238,9 @@ class FocalXGBClassifier(_FocalGBDTClassifier):
         return params
 
     def _fit_library(self, X, y, weight, evals, callbacks):
+        xp = self._margin_loop_namespace(evals, callbacks)
+        if xp is not None:
+            return self._fit_margin_loop(X, y, weight, evals, xp)
         import xgboost as xgb
 
         from .xgboost_adapter import XGBoostMetric, XGBoostObjective, booster_params
@@ -256,6 +259,42 @@ class FocalXGBClassifier(_FocalGBDTClassifier):
         booster = xgb.train(params, dtrain, num_boost_round=self.n_estimators, evals=watch,
                             obj=XGBoostObjective(self.loss_), custom_metric=metric if watch else None,
                             evals_result=self.evals_result_, callbacks=cbs, verbose_eval=False)
+        self.booster_ = booster
+        self.best_iteration_ = booster.num_boosted_rounds() - 1
+
+    def _margin_loop_namespace(self, evals, callbacks):
+        """CuPy when this fit should keep the margin on the GPU (``train_on_device``): a
+        binary fit on ``device="cuda"`` with CuPy installed, without XGBoost callbacks or eval
+        weights (the loop has neither). On an H100 that loop is 7x faster than letting XGBoost
+        copy each round's predictions to the host (README, Performance). None otherwise."""
+        if not str(self.device).startswith("cuda") or self.n_classes_ != 2 or callbacks:
+            return None
+        if any(we is not None for *_, we in evals):
+            return None
+        try:
+            import cupy
+        except ImportError:
+            return None
+        return cupy
+
+    def _fit_margin_loop(self, X, y, weight, evals, xp):
+        from .xgboost_adapter import XGBoostMetric, train_on_device
+
+        def on_device(a, dtype=np.float32):
+            return xp.asarray(np.asarray(a, dtype=dtype))
+
+        metric = XGBoostMetric(self.loss_, self.eval_metric)
+        booster, history = train_on_device(
+            self.xgb_params(), on_device(X), on_device(y), self.loss_, self.n_estimators,
+            weight=None if weight is None else on_device(weight), init_margin=self.init_margin_,
+            evals=[(on_device(Xe), on_device(ye), f"eval_{i}") for i, (Xe, ye, _) in enumerate(evals)],
+            metric=metric.name, early_stopping_rounds=self._early_stopping(evals))
+        best = booster.attr("best_iteration")
+        if best is not None:  # as XGBoost's EarlyStopping(save_best=True): keep the best rounds only
+            booster = booster[: int(best) + 1]
+        if hasattr(X, "columns"):
+            booster.feature_names = [str(c) for c in X.columns]
+        self.evals_result_ = {name: {metric.name: values} for name, values in history.items()}
         self.booster_ = booster
         self.best_iteration_ = booster.num_boosted_rounds() - 1
 

@@ -132,6 +132,51 @@ def test_early_stopping_on_margin_metric(cls, metric):
     assert ap > 3 * y.mean()
 
 
+@pytest.mark.parametrize("metric", ["average_precision", "focal"])
+def test_margin_loop_fit_equals_xgboost_callback_fit(monkeypatch, metric):
+    """The loop that keeps the margin on the GPU (chosen for device="cuda"), run here on
+    numpy, fits the same model as XGBoost's own loop: same trees, same early stop, same
+    history (the GPU run of the same check is in test_gpu.py)."""
+    import pandas as pd
+
+    X, y = imbalanced(8000, rate=0.03, seed=4)
+    X = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    w = np.random.default_rng(1).uniform(0.5, 2.0, 5000)
+    params = dict(n_estimators=400, learning_rate=0.3, max_depth=6, early_stopping_rounds=10,
+                  eval_metric=metric, n_jobs=1)
+    fit_args = (X[:5000], y[:5000])
+    fit_kwargs = dict(sample_weight=w, eval_set=[(X[5000:], y[5000:])])
+    reference = FocalXGBClassifier(**params).fit(*fit_args, **fit_kwargs)
+    monkeypatch.setattr(FocalXGBClassifier, "_margin_loop_namespace", lambda self, evals, callbacks: np)
+    looped = FocalXGBClassifier(**params).fit(*fit_args, **fit_kwargs)
+    assert looped.best_iteration_ == reference.best_iteration_ < 399
+    assert looped.booster_.num_boosted_rounds() == reference.booster_.num_boosted_rounds()
+    assert looped.booster_.feature_names == list(X.columns)
+    np.testing.assert_allclose(looped.decision_function(X), reference.decision_function(X), rtol=1e-5, atol=1e-6)
+    assert looped.evals_result_.keys() == reference.evals_result_.keys()
+    # XGBoost's history goes through its log line, rounded to 6 decimals
+    np.testing.assert_allclose(looped.evals_result_["eval_0"][metric], reference.evals_result_["eval_0"][metric],
+                               rtol=0, atol=5.1e-7)
+
+
+def test_margin_loop_is_chosen_only_where_it_applies():
+    X, y = imbalanced(600)
+    est = FocalXGBClassifier(n_estimators=2).fit(X, y)
+    assert est._margin_loop_namespace([], None) is None  # device="cpu": XGBoost's own loop
+    gpu = FocalXGBClassifier(n_estimators=2, device="cuda")
+    gpu.n_classes_ = 2
+    try:
+        import cupy  # noqa: F401
+        has_cupy = True
+    except ImportError:
+        has_cupy = False
+    assert (gpu._margin_loop_namespace([], None) is not None) == has_cupy
+    assert gpu._margin_loop_namespace([(X, y, np.ones(len(y)))], None) is None  # eval weights
+    assert gpu._margin_loop_namespace([], [xgb.callback.EvaluationMonitor()]) is None
+    gpu.n_classes_ = 3
+    assert gpu._margin_loop_namespace([], None) is None
+
+
 @pytest.mark.parametrize("cls", [FocalXGBClassifier, FocalLGBMClassifier])
 def test_starting_margin_and_scaled_min_child_weight(cls):
     X, y = imbalanced()
