@@ -212,6 +212,16 @@ def _gap_column(perm, starts, t, out):
             out[perm[i]] = np.nan if i == starts[g] else float(t[i] - t[i - 1])
 
 
+_NO_COLUMN = np.empty(0)  # the kernels skip an output of length 0
+
+
+def _output_column(out: dict, feats, aggregation: str, window) -> np.ndarray:
+    """The output column of the feature with this aggregation and window, or an empty one
+    when the spec does not ask for it."""
+    name = next((f.name for f in feats if f.aggregation == aggregation and f.window == window), None)
+    return _NO_COLUMN if name is None else out[name]
+
+
 def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entity: str,
                      column: str, out: dict) -> None:
     feats = spec.of(entity)
@@ -221,11 +231,9 @@ def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entit
     t = prep.t[perm]
     amount = prep.amount[perm]
     before_s, before_q = _running_totals(starts, amount)
-    none = np.empty(0)
 
     def column_of(aggregation, window):
-        name = next((f.name for f in feats if f.aggregation == aggregation and f.window == window), None)
-        return none if name is None else out[name]
+        return _output_column(out, feats, aggregation, window)
 
     for w in spec.windows(entity, WINDOW_AGGREGATIONS):
         _window_columns(perm, starts, t, amount, before_s, bucket_seconds(w), n_buckets(w),
@@ -256,12 +264,9 @@ def _label_features(prep, df, codes, n_groups, perm, starts, t, feats, out) -> N
         ev_t = np.empty(0, np.int64)
         ev_fraud = np.empty(0)
         ev_starts = np.zeros(n_groups + 1, dtype=np.int64)
-    none = np.empty(0)
     for w in sorted({f.window for f in feats}):
-        names = {f.aggregation: f.name for f in feats if f.window == w}
         _label_columns(perm, starts, t, ev_starts, ev_t, ev_fraud, bucket_seconds(w), n_buckets(w),
-                       out[names["label_count"]] if "label_count" in names else none,
-                       out[names["fraud_rate"]] if "fraud_rate" in names else none)
+                       _output_column(out, feats, "label_count", w), _output_column(out, feats, "fraud_rate", w))
 
 
 def _pair_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict) -> None:

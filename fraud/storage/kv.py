@@ -307,16 +307,10 @@ class DynamoDBKeyValueStore(KeyValueStore):
                     yield raw["pk"]["S"], item
 
     def put_many(self, items, ttl_seconds=None) -> None:
-        expires = None if ttl_seconds is None else str(int(time.time() + ttl_seconds))
         keys = list(items)
         for start in range(0, len(keys), 25):
-            requests = []
-            for key in keys[start:start + 25]:
-                item = {"pk": {"S": key}, "doc": {"S": _encode(items[key])},
-                        "version": {"N": "1"}}
-                if expires:
-                    item["expires_at"] = {"N": expires}
-                requests.append({"PutRequest": {"Item": item}})
+            requests = [{"PutRequest": {"Item": self._put_request(key, items[key], None, 1, ttl_seconds)["Item"]}}
+                        for key in keys[start:start + 25]]
             pending = _until_processed(self.db.batch_write_item, {self.table: requests}, "UnprocessedItems")
             if pending:
                 raise RuntimeError(f"DynamoDB left {len(pending[self.table])} items unwritten")
