@@ -7,6 +7,7 @@
     fraud registry list | show VERSION
     fraud promote VERSION / fraud rollback VERSION
     fraud serve                 the scoring API under uvicorn, on the local registry
+    fraud api-key create [--secret-arn ARN]     a new API key, printed once, its digest stored
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def cmd_score_batch(args) -> int:
     config = _config(args)
     registry = ModelRegistry.open(args.registry or config.registry.uri)
     result = score_batch(args.input, args.output, config, registry, history_source=args.history,
-                         chunk_rows=args.chunk_rows, dask=args.dask, progress=not args.no_progress)
+                         chunk_rows=args.chunk_rows, dask=args.dask, progress=not args.no_progress,
+                         raw_card_ids=args.raw_card_ids)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -139,20 +141,34 @@ def cmd_promote(args, action: str) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
-    import hashlib
-    import secrets
+def cmd_api_key(args) -> int:
+    """Make a key, print it once, keep only its digest."""
+    from fraud.api_keys import API_KEYS_SECRET, create_api_key
+    from fraud.storage.secrets import open_secret_store
 
+    store = open_secret_store(bool(args.secret_arn), os.environ.get("FRAUD_AWS_ENDPOINT_URL"))
+    key = create_api_key(store, args.secret_arn or API_KEYS_SECRET)
+    where = args.secret_arn or getattr(store, "root", "")
+    print(f"x-api-key: {key}")
+    print(f"(shown once; only its SHA-256 digest was stored, in {where})", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args) -> int:
     import uvicorn
+
+    from fraud.api_keys import API_KEYS_SECRET, create_api_key, stored_digests
+    from fraud.storage.secrets import open_secret_store
 
     if args.registry:
         os.environ["FRAUD_REGISTRY_URI"] = args.registry
     if args.config:
         os.environ["FRAUD_CONFIG_PATH"] = args.config
-    if not os.environ.get("FRAUD_API_KEY_HASHES") and not os.environ.get("FRAUD_API_KEY_SECRET_ARN"):
-        key = secrets.token_urlsafe(24)
-        os.environ["FRAUD_API_KEY_HASHES"] = hashlib.sha256(key.encode()).hexdigest()
-        print(f"no API key configured: this session accepts  x-api-key: {key}")
+    store = open_secret_store(False)
+    if not os.environ.get("FRAUD_API_KEY_HASHES") and not stored_digests(store, API_KEYS_SECRET):
+        key = create_api_key(store, API_KEYS_SECRET)
+        print(f"no API key yet: made one (kept across restarts; more with `fraud api-key create`)\n"
+              f"  x-api-key: {key}")
     if "FRAUD_HISTORY_PATH" not in os.environ and Path(DEFAULT_DATA).exists():
         os.environ["FRAUD_HISTORY_PATH"] = DEFAULT_DATA  # warm the feature state from recent history
     print(f"docs: http://{args.host}:{args.port}/docs")
@@ -190,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", help="transactions before the input, for the features (e.g. the training data)")
     p.add_argument("--chunk-rows", type=int, default=50_000)
     p.add_argument("--dask")
+    p.add_argument("--raw-card-ids", action="store_true",
+                   help="write card ids in clear (default: a keyed token per card, column card_token)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_score_batch)
 
@@ -203,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("version")
         p.add_argument("--reason")
         p.set_defaults(func=lambda a, action=action: cmd_promote(a, action))
+
+    p = sub.add_parser("api-key", help="make an API key: printed once, only its digest is stored")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("--secret-arn", help="add it to this Secrets Manager secret (the stack's ApiKeysSecretArn "
+                                        "output); default: the local secrets directory ($FRAUD_SECRETS_DIR, .fraud)")
+    p.set_defaults(func=cmd_api_key)
 
     p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
     p.add_argument("--host", default="127.0.0.1")

@@ -23,6 +23,7 @@ from fraud.bundle import ModelBundle
 from fraud.config import FraudConfig
 from fraud.features.batch import build_features
 from fraud.io import load_transactions
+from fraud.pseudonym import Pseudonymizer, configured_pseudonymizer
 from fraud.registry import ModelRegistry
 from fraud.schema import CARD_ID, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID
 
@@ -46,14 +47,16 @@ def _features(frame: pd.DataFrame, history: pd.DataFrame, bundle: ModelBundle, d
     return feats
 
 
-def score_frame(bundle: ModelBundle, frame: pd.DataFrame, features: pd.DataFrame, version: str) -> pd.DataFrame:
-    """Scores, decisions and reasons for rows with their features."""
+def score_frame(bundle: ModelBundle, frame: pd.DataFrame, features: pd.DataFrame, version: str,
+                keys: Pseudonymizer | None = None) -> pd.DataFrame:
+    """Scores, decisions and reasons for rows with their features. With ``keys`` the card
+    id is replaced by its keyed token (``card_token``); without, the raw id is kept."""
     scores = bundle.predict_proba(features)
     decisions = bundle.thresholds.decide(scores)
     reasons = bundle.reasons(features, k=REASONS)
     out = pd.DataFrame({
         TRANSACTION_ID: frame[TRANSACTION_ID].to_numpy(), TIMESTAMP: frame[TIMESTAMP].to_numpy(),
-        CARD_ID: frame[CARD_ID].to_numpy(), TERMINAL_ID: frame[TERMINAL_ID].to_numpy(),
+        **_card_column(frame[CARD_ID], keys), TERMINAL_ID: frame[TERMINAL_ID].to_numpy(),
         "amount": frame["amount"].to_numpy(), "score": scores, "decision": decisions,
         "reasons": [json.dumps(r) for r in reasons], "model_version": version,
     })
@@ -62,14 +65,25 @@ def score_frame(bundle: ModelBundle, frame: pd.DataFrame, features: pd.DataFrame
     return pd.concat([out, features.add_prefix("f_")], axis=1)
 
 
+def _card_column(cards: pd.Series, keys: Pseudonymizer | None) -> dict:
+    if keys is None:
+        return {CARD_ID: cards.to_numpy()}
+    tokens = {card: keys.card_token(card) for card in cards.unique()}
+    return {"card_token": cards.map(tokens).to_numpy()}
+
+
 def score_batch(input_path, output_path, config: FraudConfig, registry: ModelRegistry,
                 history_source=None, chunk_rows: int = 50_000, dask: str | None = None,
-                progress: bool = True, endpoint_url: str | None = None) -> dict:
-    """Score every transaction of ``input_path`` with the champion; returns counts."""
+                progress: bool = True, endpoint_url: str | None = None, raw_card_ids: bool = False) -> dict:
+    """Score every transaction of ``input_path`` with the champion; returns counts.
+
+    The output names cards by their keyed token (the API's key, ``configured_pseudonymizer``),
+    not by id, unless ``raw_card_ids``: scored files get copied and shared."""
     version = registry.champion()
     if version is None:
         raise RuntimeError(f"no champion model in {registry.uri}; run `fraud train` first")
     bundle = registry.load(version)
+    keys = None if raw_card_ids else configured_pseudonymizer(endpoint_url)
     frame, report = load_transactions(input_path, config, endpoint_url=endpoint_url)
     if not len(frame):
         raise ValueError(f"{input_path} holds no valid transactions")
@@ -90,7 +104,7 @@ def score_batch(input_path, output_path, config: FraudConfig, registry: ModelReg
         for lo in tqdm(range(0, len(frame), chunk_rows), desc="scoring", unit="chunk", disable=not progress):
             hi = min(lo + chunk_rows, len(frame))
             scored = score_frame(bundle, frame.iloc[lo:hi].reset_index(drop=True),
-                                 features.iloc[lo:hi].reset_index(drop=True), version)
+                                 features.iloc[lo:hi].reset_index(drop=True), version, keys)
             for decision, n in scored["decision"].value_counts().items():
                 counts[decision] += int(n)
             table = pa.Table.from_pandas(scored, preserve_index=False)

@@ -114,6 +114,9 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+CARD_MASK = "<card id removed>"
+
+
 class Validator:
     """Validates chunks in order; remembers ids across chunks to catch duplicates."""
 
@@ -186,6 +189,9 @@ class Validator:
         self.report.rows_ok += int((~bad).sum())
         if bad.any():
             rejected = raw.loc[bad].copy()
+            card = self.mapping.card_id
+            if card in rejected:  # the quarantine file is shared to fix the source: no card numbers in it
+                rejected[card] = rejected[card].where(rejected[card].isna(), CARD_MASK)
             rejected.insert(0, "_row", rows[bad])
             rejected.insert(1, "_reason", reason[bad])
             ids = df.loc[bad, TRANSACTION_ID].tolist() if TRANSACTION_ID in df else [None] * bad.sum()

@@ -45,6 +45,7 @@ class StageConfig:
     gpu_training: bool = False
     gpu_instance_types: tuple[str, ...] = ("g5.xlarge", "g6.xlarge")
     alarm_email: str | None = None
+    api_key_secret_arn: str | None = None  # an existing secret of API-key digests (default: the stack makes one)
     recall_slo: float = 0.7
     latency_p99_ms: float = 250.0
     error_rate_threshold: float = 0.01

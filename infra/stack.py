@@ -34,6 +34,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -43,7 +44,8 @@ from constructs import Construct
 from .config import StageConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ASSET_EXCLUDE = [".git", ".venv", "venv", ".whl", "data", "registry", "runs", "cdk.out", "**/cdk.out", "quarantine",
+ASSET_EXCLUDE = [".git", ".venv", "venv", ".whl", ".fraud", "data", "registry", "runs", "cdk.out", "**/cdk.out",
+                 "quarantine",
                  "tests", "bench", "**/__pycache__", "**/*.pyc", ".pytest_cache", ".hypothesis", "*.egg-info"]
 TABLES = ("features", "idempotency", "outbox", "lists", "feedback")
 METRICS_NAMESPACE = "FraudScoring"
@@ -51,6 +53,19 @@ SERVICE = "fraud-scoring"
 REGISTRY_PREFIX = "registry"
 DATA_PREFIX = "transactions"
 RUNS_PREFIX = "runs"
+
+
+# The DynamoDB calls of each function, per table (TransactWriteItems' puts are authorised as
+# PutItem, BatchGetItem is an action of its own). Scoring: claims and stored answers
+# (idempotency), the card/terminal state (features), review outbox, lists, feedback.
+SCORING_TABLE_ACTIONS = {
+    "features": ("BatchGetItem", "GetItem", "PutItem"),
+    "idempotency": ("GetItem", "PutItem", "DeleteItem"),
+    "outbox": ("PutItem", "Scan"),
+    "lists": ("BatchGetItem", "GetItem", "PutItem", "DeleteItem"),
+    "feedback": ("GetItem", "PutItem"),
+}
+DRAIN_TABLE_ACTIONS = {"outbox": ("PutItem", "Scan")}
 
 
 class FraudScoringStack(cdk.Stack):
@@ -61,6 +76,7 @@ class FraudScoringStack(cdk.Stack):
         self.bucket = self._bucket(removal)
         self.tables = {name: self._table(name, removal) for name in TABLES}
         self.review_dlq, self.review_queue = self._queues()
+        self.api_keys_secret, self.hash_key_secret = self._secrets(removal)
         self.alarm_topic = sns.Topic(self, "AlarmTopic", topic_name=f"{config.prefix}-alarms",
                                      master_key=None, enforce_ssl=True)
         if config.alarm_email:
@@ -76,6 +92,8 @@ class FraudScoringStack(cdk.Stack):
         cdk.CfnOutput(self, "ApiUrl", value=self.http_api.api_endpoint)
         cdk.CfnOutput(self, "DataBucketName", value=self.bucket.bucket_name)
         cdk.CfnOutput(self, "RegistryUri", value=f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}")
+        cdk.CfnOutput(self, "ApiKeysSecretArn", value=self.api_keys_secret.secret_arn,
+                      description="add an API key: fraud api-key create --secret-arn <this>")
 
     # -- storage ---------------------------------------------------------------------------
     def _bucket(self, removal) -> s3.Bucket:
@@ -116,6 +134,25 @@ class FraudScoringStack(cdk.Stack):
                           dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=5))
         return dlq, queue
 
+    def _secrets(self, removal):
+        """API-key digests (operators add keys with `fraud api-key create --secret-arn`), and the
+        generated key of the card/terminal pseudonyms (never rotated: state is keyed by it)."""
+        c = self.config
+        if c.api_key_secret_arn:
+            api_keys = secretsmanager.Secret.from_secret_complete_arn(self, "ApiKeysSecret", c.api_key_secret_arn)
+        else:
+            api_keys = secretsmanager.Secret(
+                self, "ApiKeysSecret", secret_name=f"{c.prefix}/api-keys", removal_policy=removal,
+                description="SHA-256 digests of the scoring API's keys; add one with `fraud api-key create`",
+                secret_string_value=cdk.SecretValue.unsafe_plain_text('{"api_key_hashes": []}'))
+        hash_key = secretsmanager.Secret(
+            self, "HashKeySecret", secret_name=f"{c.prefix}/hash-key", removal_policy=removal,
+            description="HMAC key of card and terminal pseudonyms; do not rotate (state and lists are keyed by it)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template="{}", generate_string_key="hash_key", password_length=64,
+                exclude_punctuation=True))
+        return api_keys, hash_key
+
     # -- the API ---------------------------------------------------------------------------
     def _image(self):
         return lambda_.DockerImageCode.from_image_asset(
@@ -130,6 +167,8 @@ class FraudScoringStack(cdk.Stack):
                "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE, "FRAUD_SERVICE_NAME": SERVICE,
                "FRAUD_RECALL_SLO": str(c.recall_slo), "FRAUD_MAX_BATCH": str(c.api_max_batch),
                "POWERTOOLS_SERVICE_NAME": SERVICE,
+               "FRAUD_API_KEY_SECRET_ARN": self.api_keys_secret.secret_arn,
+               "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn,
                **{f"FRAUD_{name.upper()}_TABLE": table.table_name for name, table in self.tables.items()}}
         log_group = logs.LogGroup(self, "ScoringLogs", retention=_retention(c.log_retention_days),
                                   removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -152,28 +191,29 @@ class FraudScoringStack(cdk.Stack):
             description="Re-sends review messages kept in the outbox while SQS was failing")
         events.Rule(self, "OutboxDrainSchedule", schedule=events.Schedule.rate(cdk.Duration.minutes(1)),
                     targets=[event_targets.LambdaFunction(outbox)])
-        for fn, tables in ((scoring, TABLES), (outbox, ("features", "idempotency", "outbox", "lists", "feedback"))):
-            self._grant_runtime(fn.role, tables)
-        if c.provisioned_concurrency > 0:
-            lambda_.Alias(self, "LiveAlias", alias_name="live", version=scoring.current_version,
-                          provisioned_concurrent_executions=c.provisioned_concurrency)
+        self._grant_runtime(scoring.role, SCORING_TABLE_ACTIONS, [self.api_keys_secret, self.hash_key_secret])
+        self._grant_runtime(outbox.role, DRAIN_TABLE_ACTIONS, [self.hash_key_secret])
+        # the HTTP API invokes this alias, so provisioned concurrency (prod) serves the traffic
+        self.scoring_alias = lambda_.Alias(
+            self, "LiveAlias", alias_name="live", version=scoring.current_version,
+            provisioned_concurrent_executions=c.provisioned_concurrency or None)
         return scoring, outbox
 
-    def _grant_runtime(self, role: iam.IRole, tables) -> None:
-        """Exactly what the scoring code calls, on exactly these resources."""
+    def _grant_runtime(self, role: iam.IRole, table_actions: dict, secrets: list) -> None:
+        """Exactly what the serving code calls, on exactly these resources (a test replays the
+        API and the drain against moto as a principal holding just these statements)."""
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadModelRegistry", actions=["s3:GetObject"],
             resources=[self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*")]))
+        for name, actions in table_actions.items():
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid=f"{name.title()}Table", actions=[f"dynamodb:{a}" for a in actions],
+                resources=[self.tables[name].table_arn]))
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListModelRegistry", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{REGISTRY_PREFIX}/*"]}}))
+            sid="SendReviews", actions=["sqs:SendMessage"], resources=[self.review_queue.queue_arn]))
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="StateTables", actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
-                                        "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"],
-            resources=[self.tables[name].table_arn for name in tables]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="SendReviews", actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
-            resources=[self.review_queue.queue_arn]))
+            sid="ReadSecrets", actions=["secretsmanager:GetSecretValue"],
+            resources=[secret.secret_arn for secret in secrets]))
 
     def _api(self) -> apigw.HttpApi:
         c = self.config
@@ -186,7 +226,7 @@ class FraudScoringStack(cdk.Stack):
             raise ValueError("auth must be 'iam' or 'jwt'")
         api = apigw.HttpApi(self, "HttpApi", api_name=f"{c.prefix}-api", create_default_stage=False,
                             default_authorizer=authorizer)
-        integration = integrations.HttpLambdaIntegration("ScoringIntegration", self.scoring_fn)
+        integration = integrations.HttpLambdaIntegration("ScoringIntegration", self.scoring_alias)
         api.add_routes(path="/v1/{proxy+}", methods=[apigw.HttpMethod.POST, apigw.HttpMethod.GET,
                                                      apigw.HttpMethod.PUT, apigw.HttpMethod.DELETE],
                        integration=integration)
@@ -222,13 +262,15 @@ class FraudScoringStack(cdk.Stack):
             sid="ReadTransactions", actions=["s3:GetObject"],
             resources=[self.bucket.arn_for_objects(f"{DATA_PREFIX}/*")]))
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ReadWriteRegistryAndRuns", actions=["s3:GetObject", "s3:PutObject"],
-            resources=[self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*"),
-                       self.bucket.arn_for_objects(f"{RUNS_PREFIX}/*")]))
+            sid="ReadWriteRegistry", actions=["s3:GetObject", "s3:PutObject"],
+            resources=[self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*")]))
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListOwnPrefixes", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}/*", f"{REGISTRY_PREFIX}/*",
-                                                     f"{RUNS_PREFIX}/*"]}}))
+            sid="WriteRunReports", actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{RUNS_PREFIX}/*")]))
+        # Unconditioned: S3 answers a GET of a missing key (the first night's champion.json, a
+        # new version's manifest) with 404 only to a caller allowed to list the bucket, and
+        # with 403 to anyone else; a GET carries no s3:prefix for a condition to match.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListBucketForMissingKeys", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
 
     def _training(self):
         c = self.config

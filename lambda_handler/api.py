@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .container import Container
-from .schemas import (BatchRequest, BatchResponse, Feedback, FeedbackResponse, Health, ListEntry, ModelInfo,
+from .schemas import (BatchRequest, BatchResponse, Feedback, FeedbackResponse, Health, ListEntry, ListItem, ModelInfo,
                       ScoreResponse, Transaction)
 from .scoring import InProgress, PayloadMismatch
 
@@ -145,21 +145,20 @@ def create_app(container: Container) -> FastAPI:
         return FeedbackResponse(transaction_id=fb.transaction_id, recorded=recorded, duplicate=duplicate,
                                 request_id=rid)
 
-    @app.put("/v1/lists/{list_name}/{entity}/{entity_id}", status_code=204, dependencies=[Depends(api_key)],
-             tags=["overrides"])
-    def add_to_list(entry: ListEntry, list_name: str = Path(pattern="^(allow|block)$"),
-                    entity: str = Path(pattern="^(card|terminal)$"),
-                    entity_id: str = Path(pattern=r"^[A-Za-z0-9._:\-]{1,128}$"),
-                    c: Container = Depends(get_container)):
-        c.overrides.set(list_name, entity, entity_id, entry.reason)
+    list_name_path = Path(pattern="^(allow|block)$")
+    entity_path = Path(pattern="^(card|terminal)$")
 
-    @app.delete("/v1/lists/{list_name}/{entity}/{entity_id}", status_code=204, dependencies=[Depends(api_key)],
-                tags=["overrides"])
-    def remove_from_list(list_name: str = Path(pattern="^(allow|block)$"),
-                         entity: str = Path(pattern="^(card|terminal)$"),
-                         entity_id: str = Path(pattern=r"^[A-Za-z0-9._:\-]{1,128}$"),
+    @app.put("/v1/lists/{list_name}/{entity}", status_code=204, dependencies=[Depends(api_key)],
+             tags=["overrides"])
+    def add_to_list(entry: ListEntry, list_name: str = list_name_path, entity: str = entity_path,
+                    c: Container = Depends(get_container)):
+        c.overrides.set(list_name, entity, entry.id, entry.reason)
+
+    @app.post("/v1/lists/{list_name}/{entity}/remove", status_code=204, dependencies=[Depends(api_key)],
+              tags=["overrides"])
+    def remove_from_list(item: ListItem, list_name: str = list_name_path, entity: str = entity_path,
                          c: Container = Depends(get_container)):
-        if not c.overrides.remove(list_name, entity, entity_id):
+        if not c.overrides.remove(list_name, entity, item.id):
             raise HTTPException(status_code=404, detail="not on that list")
 
     @app.post("/v1/outbox/drain", dependencies=[Depends(api_key)], tags=["operations"])

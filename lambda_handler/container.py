@@ -21,7 +21,7 @@ from .feedback import FeedbackService
 from .model_holder import ModelHolder
 from .review import ReviewRouter
 from .scoring import Overrides, ScoringService
-from .security import ApiKeyChecker
+from .security import ApiKeyChecker, load_hash_key, secret_store
 from .settings import Settings
 from .telemetry import Telemetry
 
@@ -64,23 +64,25 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
                          settings.champion_recheck_s, settings.model_threads)
     stores = {name: _store(settings, getattr(settings, f"{name}_table"))
               for name in ("features", "idempotency", "outbox", "lists", "feedback")}
-    online = OnlineFeatures(holder.bundle.spec, stores["features"])
+    secrets = secret_store(settings)
+    keys = load_hash_key(settings, secrets)
+    online = OnlineFeatures(holder.bundle.spec, stores["features"], keys=keys)
     if queue is None:
         queue = SQSQueue(settings.review_queue_url, settings.aws_endpoint_url) if settings.review_queue_url \
             else InMemoryQueue()
     sink = _sink(settings, metrics_stream)
     telemetry = Telemetry(sink)
     router = ReviewRouter(queue, stores["outbox"], telemetry, settings.review_send_attempts)
-    overrides = Overrides(stores["lists"])
-    scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry,
-                             settings.card_hash_salt, settings.in_progress_timeout_s)
+    overrides = Overrides(stores["lists"], keys)
+    scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry, keys,
+                             settings.in_progress_timeout_s)
     feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
                                settings.feedback_window_days, settings.recall_slo)
     if settings.history_path and settings.backend == "local":
         entities = warm_from_history(online, settings.history_path, settings.config_path)
         log.info("feature state warmed from %s: %d cards and terminals", settings.history_path, entities)
     return Container(settings, holder, online, stores, queue, sink, telemetry, router, overrides, scoring, feedback,
-                     ApiKeyChecker(settings))
+                     ApiKeyChecker(settings, secrets))
 
 
 def warm_from_history(online: OnlineFeatures, source: str, config_path: str | None) -> int:

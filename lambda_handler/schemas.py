@@ -98,7 +98,12 @@ class FeedbackResponse(BaseModel):
     request_id: str
 
 
-class ListEntry(_Strict):
+class ListItem(_Strict):
+    """The id travels in the body, never in the URL: paths end up in access logs."""
+    id: str = Field(pattern=ID, description="the card id (as sent to /v1/score) or the terminal id")
+
+
+class ListEntry(ListItem):
     reason: str = Field(min_length=1, max_length=256)
 
 

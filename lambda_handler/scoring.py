@@ -9,19 +9,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from datetime import datetime, timezone
 
-from fraud.features.online import OnlineFeatures, short_hash
+from fraud.features.online import OnlineFeatures
+from fraud.pseudonym import Pseudonymizer
 from fraud.storage.kv import ConditionFailed, KeyValueStore
 
 from .model_holder import ModelHolder
 from .review import ReviewRouter
 from .schemas import Override, Reason, ScoreResponse, Transaction
-from .security import card_token
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -37,19 +36,21 @@ class PayloadMismatch(Exception):
     """A transaction id came back with different content."""
 
 
-def payload_digest(txn: Transaction) -> str:
-    return hashlib.sha256(txn.model_dump_json().encode()).hexdigest()
+def payload_digest(keys: Pseudonymizer, txn: Transaction) -> str:
+    """Tells a retry from a reuse of the id with other content. Keyed: the payload holds the
+    card id, and every other field of it is stored beside the digest."""
+    return keys.digest("payload", txn.model_dump_json(), 64)
 
 
 class Overrides:
-    """Allow and block lists per card and terminal (ids hashed in the store)."""
+    """Allow and block lists per card and terminal (ids under a keyed hash in the store)."""
 
-    def __init__(self, store: KeyValueStore):
+    def __init__(self, store: KeyValueStore, keys: Pseudonymizer):
         self.store = store
+        self.keys = keys
 
-    @staticmethod
-    def key(list_name: str, entity: str, entity_id: str) -> str:
-        return f"{list_name}#{entity}#{short_hash(entity_id)}"
+    def key(self, list_name: str, entity: str, entity_id: str) -> str:
+        return f"{list_name}#{entity}#{self.keys.digest(entity, entity_id)}"
 
     def set(self, list_name: str, entity: str, entity_id: str, reason: str) -> None:
         self.store.put(self.key(list_name, entity, entity_id),
@@ -82,7 +83,7 @@ class Overrides:
 
 class ScoringService:
     def __init__(self, holder: ModelHolder, online: OnlineFeatures, idempotency: KeyValueStore,
-                 overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, card_salt: str,
+                 overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, keys: Pseudonymizer,
                  in_progress_timeout_s: float = 30):
         self.holder = holder
         self.online = online
@@ -90,7 +91,7 @@ class ScoringService:
         self.overrides = overrides
         self.router = router
         self.telemetry = telemetry
-        self.card_salt = card_salt
+        self.keys = keys
         self.in_progress_timeout_s = in_progress_timeout_s
 
     # -- idempotency ---------------------------------------------------------------------
@@ -135,7 +136,7 @@ class ScoringService:
         overrides = self.overrides.check_many(txns)
         try:
             for i, txn in enumerate(txns):
-                digest = payload_digest(txn)
+                digest = payload_digest(self.keys, txn)
                 stored, claim = self._claim(txn, digest)
                 if stored is not None:
                     results[i] = ScoreResponse(**{**stored, "request_id": request_id, "replayed": True})
@@ -177,7 +178,7 @@ class ScoringService:
                                    "reasons": [r for r in why], "model_version": version,
                                    "amount": txn.amount, "currency": txn.currency,
                                    "timestamp": txn.timestamp.isoformat(),
-                                   "card": card_token(txn.card_id, self.card_salt), "terminal_id": txn.terminal_id})
+                                   "card": self.keys.card_token(txn.card_id), "terminal_id": txn.terminal_id})
             stored = json.loads(response.model_dump_json(exclude={"request_id", "replayed"}))
             self.idempotency.put(TXN_PREFIX + txn.transaction_id, {
                 "state": "done", "digest": digest, "response": stored, "terminal_id": txn.terminal_id,
@@ -185,5 +186,5 @@ class ScoringService:
                 "timestamp": txn.timestamp.isoformat()}, expected_version=claim, ttl_seconds=RECORD_TTL_S)
             self.telemetry.decision(decision, float(p), version)
             log.info("scored %s card=%s p=%.4f decision=%s model=%s", txn.transaction_id,
-                     card_token(txn.card_id, self.card_salt), p, decision, version)
+                     self.keys.card_token(txn.card_id), p, decision, version)
             results[i] = response

@@ -1,39 +1,51 @@
-"""API-key authentication and keeping card identifiers out of logs.
+"""API-key authentication, and where the service's secrets come from.
 
-Keys are never stored: the service holds SHA-256 digests (from the environment or a
-Secrets Manager secret) and compares in constant time.
+Keys are never stored: the service holds SHA-256 digests (from the environment, the local
+secrets directory or a Secrets Manager secret) and compares in constant time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import time
+
+from fraud.api_keys import API_KEYS_SECRET, key_digest, stored_digests
+from fraud.pseudonym import HASH_KEY_SECRET, Pseudonymizer, load_pseudonymizer
+from fraud.storage.secrets import SecretStore, open_secret_store
 
 from .settings import Settings
 
 
-def key_digest(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+def secret_store(settings: Settings) -> SecretStore:
+    return open_secret_store(settings.backend == "aws", settings.aws_endpoint_url, settings.secrets_dir)
+
+
+def load_hash_key(settings: Settings, store: SecretStore | None = None) -> Pseudonymizer:
+    """The key for card and terminal pseudonyms; in AWS a missing secret stops the start."""
+    store = store or secret_store(settings)
+    if settings.backend == "aws":
+        if not settings.hash_key_secret_arn:
+            raise RuntimeError("FRAUD_HASH_KEY_SECRET_ARN is not set: in AWS the card-hash key comes from "
+                               "Secrets Manager (the CDK app creates the secret and sets the variable)")
+        return load_pseudonymizer(store, settings.hash_key_secret_arn)
+    return load_pseudonymizer(store, HASH_KEY_SECRET, create=True)
 
 
 class ApiKeyChecker:
-    def __init__(self, settings: Settings, secrets_client=None, refresh_s: float = 300):
+    def __init__(self, settings: Settings, store: SecretStore | None = None, refresh_s: float = 300):
         self.settings = settings
-        self._secrets = secrets_client
+        self._store = store or secret_store(settings)
         self._refresh_s = refresh_s
         self._digests: set[str] = set()
         self._loaded_at = -1e18
 
     def _load(self) -> set[str]:
         digests = {d.strip().lower() for d in self.settings.api_key_hashes.split(",") if d.strip()}
-        if self.settings.api_key_secret_arn:
-            from fraud.storage.aws import client
-
-            sm = self._secrets or client("secretsmanager", self.settings.aws_endpoint_url)
-            secret = json.loads(sm.get_secret_value(SecretId=self.settings.api_key_secret_arn)["SecretString"])
-            digests |= {d.lower() for d in secret.get("api_key_hashes", [])}
+        if self.settings.backend == "aws":
+            if self.settings.api_key_secret_arn:
+                digests |= stored_digests(self._store, self.settings.api_key_secret_arn)
+        else:
+            digests |= stored_digests(self._store, API_KEYS_SECRET)
         return digests
 
     def digests(self) -> set[str]:
@@ -47,8 +59,3 @@ class ApiKeyChecker:
             return False
         candidate = key_digest(api_key)
         return any(hmac.compare_digest(candidate, d) for d in self.digests())
-
-
-def card_token(card_id: str, salt: str) -> str:
-    """What logs and messages carry instead of the card id."""
-    return "card_" + hashlib.sha256(f"{salt}:{card_id}".encode()).hexdigest()[:16]

@@ -27,9 +27,12 @@ class Settings(BaseSettings):
     feedback_table: str = "fraud-feedback"
     review_queue_url: str | None = None
 
-    api_key_hashes: str = ""               # comma-separated SHA-256 hex digests of accepted keys
-    api_key_secret_arn: str | None = None  # Secrets Manager secret {"api_key_hashes": [...]}
-    card_hash_salt: str = "fraud-scoring"  # salts card ids before they are logged or stored
+    # Secrets. In AWS: Secrets Manager ARNs (the CDK app creates both secrets). Locally: files
+    # under secrets_dir, created on first use (`fraud api-key create` adds a key).
+    api_key_hashes: str = ""                  # comma-separated SHA-256 hex digests of accepted keys
+    api_key_secret_arn: str | None = None     # secret {"api_key_hashes": [...]}
+    hash_key_secret_arn: str | None = None    # secret {"hash_key": ...}: keys the hash of card/terminal ids
+    secrets_dir: str | None = None            # local secrets (hash-key.json, api-keys.json); default .fraud
 
     max_batch: int = Field(1000, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ for path in (ROOT, ROOT / "tests"):
         sys.path.insert(0, str(path))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# local secrets (the card-hash key, API-key digests) of every test process: never the checkout's .fraud/
+os.environ.setdefault("FRAUD_SECRETS_DIR", tempfile.mkdtemp(prefix="fraud-secrets-"))
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +99,31 @@ def moto_server(aws_env):
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def champion_registry(tmp_path_factory, small_transactions, small_features):
+    """``champion_registry(kind)``: a local registry whose champion is a ``kind`` model
+    (focal_xgb, focal_lgbm, logistic_xgb, ...) trained on the small simulation with one
+    search trial; built once per kind and session."""
+    from fraud.config import load_config
+    from fraud.registry import ModelRegistry
+    from fraud.training import LabelledFeatures, train
+
+    spec, features = small_features
+    built = {}
+
+    def make(kind: str) -> Path:
+        if kind not in built:
+            search = {**SMALL_TRAINING["search"], "candidates": [kind], "max_trials": 1, "max_rounds": 60}
+            config = load_config(overrides={**SMALL_TRAINING, "search": search})
+            result = train(LabelledFeatures.from_transactions(small_transactions, features), config, spec,
+                           progress=False)
+            assert result.bundle.model.kind == kind
+            path = tmp_path_factory.mktemp(f"champion-{kind}")
+            registry = ModelRegistry.open(path)
+            registry.promote(registry.publish(result.bundle), f"{kind} champion for tests")
+            built[kind] = path
+        return built[kind]
+
+    return make

@@ -21,13 +21,13 @@ labels arrive through ``add_label`` at the time they become known.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
+from ..pseudonym import Pseudonymizer
 from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds
 from ..storage.kv import ConditionFailed, KeyValueStore, Write
 from . import derive
@@ -44,13 +44,15 @@ APPLIED_TTL_S = 7 * 86400  # a retry later than this would count its transaction
 MAX_ATTEMPTS = 20
 
 
-def entity_key(kind: str, entity_id: str) -> str:
-    """Store key: the id is hashed so card numbers never sit in the table in clear."""
-    return f"{kind}#{hashlib.sha256(str(entity_id).encode()).hexdigest()[:32]}"
+def entity_key(keys: Pseudonymizer, kind: str, entity_id: str) -> str:
+    """Store key: a keyed hash of the id, so card numbers never sit in the table in clear
+    and cannot be recovered from it without the key."""
+    return f"{kind}#{keys.digest(kind, entity_id)}"
 
 
-def short_hash(value: str) -> str:
-    return hashlib.sha256(str(value).encode()).hexdigest()[:16]
+def _seen_token(keys: Pseudonymizer, terminal_id: str) -> str:
+    """How a card's state remembers a terminal it has used."""
+    return keys.digest(TERMINAL, terminal_id, 16)
 
 
 def to_epoch_seconds(value) -> int:
@@ -98,9 +100,13 @@ def _record_bucket(state_snaps: dict, t: int, granularities: dict[int, int], cur
 class OnlineFeatures:
     """Compute features for one transaction and fold it into the state."""
 
-    def __init__(self, spec: FeatureSpec, store: KeyValueStore, ttl_seconds: float | None = None):
+    def __init__(self, spec: FeatureSpec, store: KeyValueStore, ttl_seconds: float | None = None,
+                 keys: Pseudonymizer | None = None):
+        """``keys`` hashes card and terminal ids into state keys; without one, a random key
+        for this instance (state written by it is then unreadable by any other)."""
         self.spec = spec
         self.store = store
+        self.keys = keys or Pseudonymizer.ephemeral()
         self.ttl = ttl_seconds if ttl_seconds is not None else spec.history_window + 7 * 86400
         aggs = WINDOW_AGGREGATIONS + HISTORY_AGGREGATIONS
         self._card_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(CARD) if f.window]
@@ -121,12 +127,14 @@ class OnlineFeatures:
         terminal state updated; the features it got the first time if it was applied before."""
         t = to_epoch_seconds(txn[TIMESTAMP])
         amount = float(txn[AMOUNT])
-        term_hash = short_hash(txn[TERMINAL_ID])
+        term_hash = _seen_token(self.keys, txn[TERMINAL_ID])
         steps = []  # (state key, step: old state -> (new state, features))
         if self._card_windows or self._card_other or self._pair:
-            steps.append((entity_key(CARD, txn[CARD_ID]), lambda old: self._card_step(old, t, amount, term_hash)))
+            steps.append((entity_key(self.keys, CARD, txn[CARD_ID]),
+                          lambda old: self._card_step(old, t, amount, term_hash)))
         if self._term_windows or self._label_windows:
-            steps.append((entity_key(TERMINAL, txn[TERMINAL_ID]), lambda old: self._terminal_step(old, t, amount)))
+            steps.append((entity_key(self.keys, TERMINAL, txn[TERMINAL_ID]),
+                          lambda old: self._terminal_step(old, t, amount)))
         applied_key = APPLIED_PREFIX + str(txn[TRANSACTION_ID])
         row_features = self._row_features(txn, t, amount)
         for _ in range(MAX_ATTEMPTS):
@@ -233,13 +241,14 @@ class OnlineFeatures:
             return state, None
 
         if self._label_windows:
-            self.store.update(entity_key(TERMINAL, terminal_id), change, ttl_seconds=self.ttl)
+            self.store.update(entity_key(self.keys, TERMINAL, terminal_id), change, ttl_seconds=self.ttl)
 
     # -- bulk build from history -----------------------------------------------------------
     def load_history(self, history: pd.DataFrame, as_of=None) -> int:
         """Write the state as it stands after ``history`` (transactions before ``as_of``,
         labels known before ``as_of``); returns the number of entities written."""
-        states = history_states(history, self.spec, None if as_of is None else to_epoch_seconds(as_of))
+        as_of = None if as_of is None else to_epoch_seconds(as_of)
+        states = history_states(history, self.spec, as_of, self.keys)
         self.store.put_many(states, ttl_seconds=self.ttl)
         return len(states)
 
@@ -256,7 +265,8 @@ def _features_from_record(record: dict, names: list[str]) -> dict[str, float]:
     return {name: NAN if stored.get(name) is None else stored[name] for name in names}
 
 
-def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) -> dict[str, dict]:
+def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None,
+                   keys: Pseudonymizer) -> dict[str, dict]:
     """Per-entity state after replaying ``history``, computed in bulk (same floats as replay)."""
     from .batch import _Prepared, _running_totals
 
@@ -287,15 +297,15 @@ def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None) 
                 state["snaps"][str(g)] = [[int(t[r] // g), int(r - lo), float(before_s[r]), float(before_q[r])]
                                           for r in rows]
             if kind == CARD:
-                state["seen"] = list(dict.fromkeys(short_hash(x) for x in terms[lo:hi]))
+                state["seen"] = [_seen_token(keys, x) for x in dict.fromkeys(terms[lo:hi])]
             else:
                 state.update(ln=0, lf=0, lsnaps={})
-            states[entity_key(kind, ids[lo])] = state
-    _add_label_states(history, spec, as_of, states)
+            states[entity_key(keys, kind, ids[lo])] = state
+    _add_label_states(history, spec, as_of, states, keys)
     return states
 
 
-def _add_label_states(history, spec, as_of, states) -> None:
+def _add_label_states(history, spec, as_of, states, keys: Pseudonymizer) -> None:
     import pandas as pd
 
     grans = spec.granularities(TERMINAL, LABEL_AGGREGATIONS)
@@ -312,7 +322,7 @@ def _add_label_states(history, spec, as_of, states) -> None:
                           "fraud": labelled[LABEL].to_numpy().astype(np.int64)})
     frame = frame.sort_values(["term", "lt", "tb"], kind="stable")
     for term, events in frame.groupby("term", sort=False):
-        key = entity_key(TERMINAL, term)
+        key = entity_key(keys, TERMINAL, term)
         state = states.setdefault(key, {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}})
         et, fraud = events["lt"].to_numpy(), events["fraud"].to_numpy()
         before_f = np.r_[0, np.cumsum(fraud)[:-1]]

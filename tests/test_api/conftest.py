@@ -32,11 +32,20 @@ def s3_registry(moto_server, small_training):
     return registry
 
 
+@pytest.fixture(scope="session")
+def hash_key_secret(moto_server) -> str:
+    """The card-hash key in Secrets Manager, as the CDK app creates it; returns its ARN."""
+    from fraud.storage.aws import client
+
+    return client("secretsmanager", moto_server).create_secret(
+        Name="fraud-test/hash-key", SecretString='{"hash_key": "' + "k" * 64 + '"}')["ARN"]
+
+
 _counter = {"n": 0}
 
 
 @pytest.fixture
-def aws_settings(moto_server, s3_registry):
+def aws_settings(moto_server, s3_registry, hash_key_secret):
     """Settings for a fresh set of DynamoDB tables and a FIFO review queue on moto."""
     from fraud.storage.aws import client
     from fraud.storage.kv import DynamoDBKeyValueStore
@@ -51,7 +60,8 @@ def aws_settings(moto_server, s3_registry):
         QueueName=f"fraud-review-{suffix}.fifo",
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"})["QueueUrl"]
     return Settings(backend="aws", aws_endpoint_url=moto_server, registry_uri=s3_registry.uri,
-                    review_queue_url=queue_url, api_key_hashes=API_KEY_HASH, metrics="emf", **tables)
+                    review_queue_url=queue_url, api_key_hashes=API_KEY_HASH, metrics="emf",
+                    hash_key_secret_arn=hash_key_secret, **tables)
 
 
 @pytest.fixture

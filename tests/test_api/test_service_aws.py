@@ -194,19 +194,19 @@ def test_champion_pointer_is_rechecked_and_bad_models_refused(aws_settings, moto
 
 def test_allow_and_block_lists(aws_settings):
     client = TestClient(create_app(build_container(aws_settings)))
-    assert client.put("/v1/lists/block/card/card-3", json={"reason": "reported stolen"},
+    assert client.put("/v1/lists/block/card", json={"id": "card-3", "reason": "reported stolen"},
                       headers=HEADERS).status_code == 204
     blocked = client.post("/v1/score", json=txn(3), headers=HEADERS).json()
     assert blocked["decision"] == "decline" and blocked["override"] == {
         "list": "block", "entity": "card", "reason": "reported stolen"}
-    client.put("/v1/lists/allow/terminal/term-4", json={"reason": "trusted merchant"}, headers=HEADERS)
+    client.put("/v1/lists/allow/terminal", json={"id": "term-4", "reason": "trusted merchant"}, headers=HEADERS)
     allowed = client.post("/v1/score", json=txn(4), headers=HEADERS).json()
     assert allowed["decision"] == "approve" and allowed["override"]["list"] == "allow"
     both = {"transactions": [txn(21), {**txn(22), "card_id": "card-3", "terminal_id": "term-4"}, txn(23)]}
     results = client.post("/v1/score/batch", json=both, headers=HEADERS).json()["results"]
     assert [r["override"] and r["override"]["list"] for r in results] == [None, "block", None]  # block wins
-    assert client.delete("/v1/lists/block/card/card-3", headers=HEADERS).status_code == 204
-    assert client.delete("/v1/lists/block/card/card-3", headers=HEADERS).status_code == 404
+    assert client.post("/v1/lists/block/card/remove", json={"id": "card-3"}, headers=HEADERS).status_code == 204
+    assert client.post("/v1/lists/block/card/remove", json={"id": "card-3"}, headers=HEADERS).status_code == 404
 
 
 def test_round_trips_per_scored_transaction(aws_settings):
@@ -257,5 +257,5 @@ def test_a_failed_batch_retried_counts_each_transaction_once(aws_settings, local
         [(r.probability, r.decision, r.reasons) for r in clean]
     from fraud.features.online import entity_key
 
-    card = container.stores["features"].get(entity_key("card", "card-0")).value
+    card = container.stores["features"].get(entity_key(container.online.keys, "card", "card-0")).value
     assert card["n"] == sum(t.card_id == "card-0" for t in batch) == 2

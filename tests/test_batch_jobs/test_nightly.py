@@ -62,6 +62,17 @@ def test_score_batch_command(nightly, small_sim_dir, tmp_path):
     scored = pd.read_parquet(out)
     raw = pd.read_parquet(day)
     assert sorted(scored["transaction_id"]) == sorted(raw["transaction_id"])
+    # cards by keyed token only (the local key), one token per card; raw ids only when asked
+    from fraud.pseudonym import configured_pseudonymizer
+
+    assert "card_id" not in scored.columns and not set(raw["card_id"]) & set(scored["card_token"])
+    by_txn = raw.set_index("transaction_id")["card_id"]
+    keys = configured_pseudonymizer()
+    assert (scored["card_token"] == [keys.card_token(by_txn[t]) for t in scored["transaction_id"]]).all()
+    clear = tmp_path / "clear.parquet"
+    assert main(["--config", str(config), "--registry", str(root / "registry"), "score-batch", "--input", str(day),
+                 "--output", str(clear), "--history", str(small_sim_dir), "--raw-card-ids", "--no-progress"]) == 0
+    assert set(pd.read_parquet(clear)["card_id"]) == set(raw["card_id"])
     assert scored["score"].between(0, 1).all()
     import pyarrow.parquet as pq
 

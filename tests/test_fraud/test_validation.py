@@ -72,6 +72,10 @@ def test_row_level_problems_are_quarantined_with_their_reason(tmp_path, config, 
     quarantined = pd.read_csv(next((tmp_path / "q").glob("quarantine-*.csv")))
     assert list(quarantined["_row"]) == [3, 70, 150]
     assert set(quarantined["_reason"]) == {reason}
+    # the file is shared to fix the source: the rows keep their ids, never their card numbers
+    assert list(quarantined["tx"]) == ["t3", "t70", "t150"]
+    expected_cards = {"<card id removed>"} if column != "card" else set()
+    assert set(quarantined["card"].dropna()) == expected_cards
 
 
 def test_duplicates_within_and_across_chunks(tmp_path, config):

@@ -249,3 +249,53 @@ def test_dockerfiles_lint_and_run_the_documented_commands():
     command = " ".join(instruction(training, "ENTRYPOINT") + instruction(training, "CMD"))
     assert command == "fraud train --no-progress"
     assert "fraud train" in readme
+
+
+def test_http_api_invokes_the_live_alias(dev, tmp_path):
+    """Provisioned concurrency (prod) is configured on the alias: only traffic sent to the
+    alias uses it, so the API's integration and invoke permission must name the alias."""
+    for template, provisioned in ((dev, None), (template_for(tmp_path, stage="prod"), 2)):
+        (alias_id, alias), = template.find_resources("AWS::Lambda::Alias").items()
+        assert alias["Properties"]["Name"] == "live"
+        assert alias["Properties"].get("ProvisionedConcurrencyConfig", {}).get(
+            "ProvisionedConcurrentExecutions") == provisioned
+        (integration,) = template.find_resources("AWS::ApiGatewayV2::Integration").values()
+        assert integration["Properties"]["IntegrationUri"] == {"Ref": alias_id}
+        invokers = [p["Properties"] for p in template.find_resources("AWS::Lambda::Permission").values()
+                    if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
+        assert invokers and all(p["FunctionName"] == {"Ref": alias_id} for p in invokers)
+
+
+def _secret_readers(template) -> dict[str, list]:
+    """Policy name prefix -> the resources its secretsmanager:GetSecretValue statements name."""
+    out = {}
+    for name, policy in template.find_resources("AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.startswith("secretsmanager:") for a in actions):
+                assert actions == ["secretsmanager:GetSecretValue"] or actions == "secretsmanager:GetSecretValue"
+                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                out.setdefault(name.split("ServiceRole")[0].split("TaskRole")[0], []).extend(resources)
+    return out
+
+
+def test_api_keys_and_the_hash_key_are_secrets_read_by_exactly_their_users(dev, tmp_path):
+    secrets = dev.find_resources("AWS::SecretsManager::Secret")
+    by_name = {s["Properties"]["Name"]: logical for logical, s in secrets.items()}
+    assert set(by_name) == {"fraud-dev/api-keys", "fraud-dev/hash-key"}
+    generated = secrets[by_name["fraud-dev/hash-key"]]["Properties"]["GenerateSecretString"]
+    assert generated["GenerateStringKey"] == "hash_key" and generated["PasswordLength"] >= 64
+    assert json.loads(secrets[by_name["fraud-dev/api-keys"]]["Properties"]["SecretString"]) == {"api_key_hashes": []}
+    api_keys, hash_key = {"Ref": by_name["fraud-dev/api-keys"]}, {"Ref": by_name["fraud-dev/hash-key"]}
+    for function in ("fraud-dev-score", "fraud-dev-outbox-drain"):
+        dev.has_resource_properties("AWS::Lambda::Function", {"FunctionName": function, "Environment": {
+            "Variables": Match.object_like({"FRAUD_API_KEY_SECRET_ARN": api_keys,
+                                            "FRAUD_HASH_KEY_SECRET_ARN": hash_key})}})
+    assert _secret_readers(dev) == {"ScoringFunction": [api_keys, hash_key], "OutboxDrainFunction": [hash_key]}
+    dev.has_output("ApiKeysSecretArn", {"Value": api_keys})
+    # an existing secret of key digests, by ARN: used and granted, none created
+    arn = "arn:aws:secretsmanager:eu-central-1:111122223333:secret:fraud/api-keys-AbCdEf"
+    existing = template_for(tmp_path, api_key_secret_arn=arn)
+    names = {s["Properties"]["Name"] for s in existing.find_resources("AWS::SecretsManager::Secret").values()}
+    assert names == {"fraud-dev/hash-key"}
+    assert _secret_readers(existing)["ScoringFunction"][0] == arn
