@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from .container import Container
 from .schemas import (BatchRequest, BatchResponse, Feedback, FeedbackResponse, Health, ListEntry, ListItem, ModelInfo,
                       ScoreResponse, Transaction)
+from .feedback import UnknownTransaction
 from .scoring import InProgress, PayloadMismatch
 
 log = logging.getLogger("lambda_handler")
@@ -108,13 +109,17 @@ def create_app(container: Container) -> FastAPI:
     async def in_progress(request: Request, exc: InProgress):
         return JSONResponse({"detail": str(exc), "request_id": request.state.request_id}, status_code=409)
 
+    @app.exception_handler(UnknownTransaction)
+    async def unknown(request: Request, exc: UnknownTransaction):
+        return JSONResponse({"detail": str(exc), "request_id": request.state.request_id}, status_code=404)
+
     @app.exception_handler(PayloadMismatch)
     async def mismatch(request: Request, exc: PayloadMismatch):
         return JSONResponse({"detail": str(exc), "request_id": request.state.request_id}, status_code=422)
 
     @app.get("/v1/health", response_model=Health, tags=["operations"])
     def health(c: Container = Depends(get_container)) -> Health:
-        pending = len(c.router.pending())
+        pending = c.router.pending_count()
         return Health(status="ok" if pending == 0 else "degraded", model_version=c.holder.current()[1],
                       outbox_pending=pending)
 

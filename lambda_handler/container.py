@@ -67,12 +67,15 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
     secrets = secret_store(settings)
     keys = load_hash_key(settings, secrets)
     online = OnlineFeatures(holder.bundle.spec, stores["features"], keys=keys)
-    if queue is None:
-        queue = SQSQueue(settings.review_queue_url, settings.aws_endpoint_url) if settings.review_queue_url \
-            else InMemoryQueue()
+    drain_queue = None
+    if queue is None and settings.review_queue_url:
+        queue = SQSQueue(settings.review_queue_url, settings.aws_endpoint_url, timeout_s=settings.review_send_timeout_s)
+        drain_queue = SQSQueue(settings.review_queue_url, settings.aws_endpoint_url,
+                               timeout_s=settings.drain_send_timeout_s)
+    queue = queue or InMemoryQueue()
     sink = _sink(settings, metrics_stream)
     telemetry = Telemetry(sink)
-    router = ReviewRouter(queue, stores["outbox"], telemetry, settings.review_send_attempts)
+    router = ReviewRouter(queue, stores["outbox"], telemetry, drain_queue=drain_queue, lease_s=settings.outbox_lease_s)
     overrides = Overrides(stores["lists"], keys)
     scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry, keys,
                              settings.in_progress_timeout_s)

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from fraud.features.online import OnlineFeatures
-from fraud.storage.kv import ConditionFailed, KeyValueStore
+from fraud.storage.kv import ConditionFailed, KeyValueStore, Write
 
 from .schemas import Feedback
 from .scoring import TXN_PREFIX
@@ -22,6 +22,10 @@ from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 FEEDBACK_TTL_S = 400 * 86400
+
+
+class UnknownTransaction(LookupError):
+    """Feedback for a transaction id this service never scored."""
 
 
 class FeedbackService:
@@ -35,38 +39,51 @@ class FeedbackService:
         self.recall_slo = recall_slo
 
     def record(self, fb: Feedback, now: datetime | None = None) -> tuple[bool, bool]:
-        """(recorded, duplicate)."""
+        """(recorded, duplicate): a retry of the same label is answered as recorded; another
+        label for an already labelled transaction is a duplicate and changes nothing.
+
+        Each effect happens once, also when a request dies half-way and is retried: the label
+        and its day's statistics are written in one transaction, and the terminal's label
+        state carries its own marker (``OnlineFeatures.add_label``), applied on every call."""
         now = now or datetime.now(timezone.utc)
-        fraud = fb.label == "fraud"
         scored = self.idempotency.get(TXN_PREFIX + fb.transaction_id)
-        scored = scored.value if scored is not None and scored.value.get("state") == "done" else None
-        entry = {"label": fb.label, "source": fb.source, "time": fb.time.isoformat(), "known_at": now.isoformat(),
-                 "scored": scored is not None}
-        try:
-            self.store.put(f"label#{fb.transaction_id}", entry, expected_version=0, ttl_seconds=FEEDBACK_TTL_S)
-        except ConditionFailed:
-            return False, True
-        if scored is None:
-            log.info("label for %s recorded; the transaction was not scored here, so no features change",
-                     fb.transaction_id)
-            return True, False
-        self.online.add_label(scored["terminal_id"], fraud, known_at=now)
+        if scored is None or scored.value.get("state") != "done":
+            raise UnknownTransaction(f"transaction {fb.transaction_id} was not scored by this service; labels "
+                                     f"for transactions it never scored go in by bulk import")
+        scored = scored.value
+        entry, first = self._record_once(fb, scored, now)
+        self.online.add_label(scored["terminal_id"], entry["label"] == "fraud", known_at=entry["known_at"],
+                              label_id=fb.transaction_id)
+        if first:
+            self.telemetry.policy_quality(self.window_stats(now), self.recall_slo)
+        same = (entry["label"], entry["source"], entry["time"]) == (fb.label, fb.source, fb.time.isoformat())
+        return same, not same
+
+    def _record_once(self, fb: Feedback, scored: dict, now: datetime) -> tuple[dict, bool]:
+        """The stored label entry, and whether this call wrote it (with its statistics)."""
+        key, day = f"label#{fb.transaction_id}", f"stats#{now:%Y-%m-%d}"
+        fraud = fb.label == "fraud"
         flagged = scored["decision"] in ("review", "decline")
         p = float(scored["probability"])
-        p_true = p if fraud else 1.0 - p
         cell = ("tp" if flagged else "fn") if fraud else ("fp" if flagged else "tn")
-
-        def bump(old):
-            stats = old or {"tp": 0, "fn": 0, "fp": 0, "tn": 0, "hard": 0, "missed_amount": 0.0}
+        entry = {"label": fb.label, "source": fb.source, "time": fb.time.isoformat(), "known_at": now.isoformat()}
+        for _ in range(20):
+            found = self.store.get_many([key, day])
+            if key in found:
+                return found[key].value, False
+            old = found.get(day)
+            stats = dict(old.value) if old else {"tp": 0, "fn": 0, "fp": 0, "tn": 0, "hard": 0, "missed_amount": 0.0}
             stats[cell] += 1
-            stats["hard"] += int(p_true < 0.5)
+            stats["hard"] += int((p if fraud else 1.0 - p) < 0.5)
             if cell == "fn":
                 stats["missed_amount"] += float(scored["amount"])
-            return stats, None
-
-        self.store.update(f"stats#{now:%Y-%m-%d}", bump, ttl_seconds=FEEDBACK_TTL_S)
-        self.telemetry.policy_quality(self.window_stats(now), self.recall_slo)
-        return True, False
+            try:
+                self.store.transact([Write(key, entry, 0, FEEDBACK_TTL_S),
+                                     Write(day, stats, old.version if old else 0, FEEDBACK_TTL_S)])
+                return entry, True
+            except ConditionFailed:  # another label of the day (or this one) was written meanwhile
+                continue
+        raise ConditionFailed(f"{key}: gave up after 20 concurrent modifications")
 
     def window_stats(self, now: datetime | None = None) -> dict:
         now = now or datetime.now(timezone.utc)

@@ -14,6 +14,6 @@ log = logging.getLogger(__name__)
 def handler(event, context):
     from .app import container
 
-    result = container.router.drain(limit=500)
+    result = container.router.drain(limit=500, budget_s=container.settings.drain_budget_s)
     log.info("outbox drain: %s", json.dumps(result))
     return result

@@ -21,25 +21,38 @@ def _plausible_time(v: datetime) -> datetime:
     return v
 
 
+def _iso_text(v):
+    """A timestamp is ISO-8601 text: a bare number (seconds? milliseconds?) is refused."""
+    if not isinstance(v, (str, datetime)):
+        raise ValueError("must be ISO-8601 text with a UTC offset, e.g. 2026-06-01T12:00:00Z")
+    return v
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Unknown fields refused; no type coercion ("12" is not an amount, 1 is not an id)."""
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class Transaction(_Strict):
     transaction_id: str = Field(pattern=ID, description="unique per transaction; retries must reuse it")
-    timestamp: datetime = Field(description="authorisation time, ISO-8601 with a UTC offset")
+    timestamp: datetime = Field(strict=False, description="authorisation time, ISO-8601 with a UTC offset")
     card_id: str = Field(pattern=ID, description="card or customer token (never a clear PAN)")
     terminal_id: str = Field(pattern=ID)
-    amount: float = Field(ge=0, le=1e9, allow_inf_nan=False)
+    amount: float = Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     channel: str | None = Field(None, max_length=32)
     country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
     merchant_category: str | None = Field(None, pattern=r"^[0-9]{4}$")
     device_id: str | None = Field(None, max_length=128)
-    card_lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
-    card_lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
-    terminal_lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
-    terminal_lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+    card_lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False, strict=True)
+    card_lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False, strict=True)
+    terminal_lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False, strict=True)
+    terminal_lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False, strict=True)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return _iso_text(v)
 
     @field_validator("timestamp")
     @classmethod
@@ -83,7 +96,12 @@ class Feedback(_Strict):
     transaction_id: str = Field(pattern=ID)
     label: Literal["fraud", "legitimate"]
     source: Literal["reviewer", "chargeback"]
-    time: datetime
+    time: datetime = Field(strict=False)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return _iso_text(v)
 
     @field_validator("time")
     @classmethod

@@ -128,11 +128,13 @@ class ScoringService:
         return self.score_many([txn], request_id)[0]
 
     def score_many(self, txns: list[Transaction], request_id: str) -> list[ScoreResponse]:
-        """Score in order: features are sequential (each updates the state the next reads),
-        the model runs once on all new rows."""
+        """Score in order: every id is claimed (or its stored answer found) before any state
+        changes, so a refused request (an id reused with other content, one in progress
+        elsewhere) changes nothing; then features, which are sequential (each updates the
+        state the next reads); then the model, once on all new rows."""
         bundle, version = self.holder.current()
         results: list[ScoreResponse | None] = [None] * len(txns)
-        fresh = []  # (index, txn, claim version, payload digest, features, override)
+        claimed = []  # (index, txn, claim version, payload digest)
         overrides = self.overrides.check_many(txns)
         try:
             for i, txn in enumerate(txns):
@@ -140,19 +142,14 @@ class ScoringService:
                 stored, claim = self._claim(txn, digest)
                 if stored is not None:
                     results[i] = ScoreResponse(**{**stored, "request_id": request_id, "replayed": True})
-                    continue
-                fresh.append((i, txn, claim, digest, None, None))
-                try:
-                    features = self.online.process(txn.model_dump())
-                except BaseException:
-                    self.idempotency.delete(TXN_PREFIX + txn.transaction_id, expected_version=claim)
-                    fresh.pop()
-                    raise
-                fresh[-1] = (i, txn, claim, digest, features, overrides[i])
+                else:
+                    claimed.append((i, txn, claim, digest))
+            fresh = [(i, txn, claim, digest, self.online.process(txn.model_dump()), overrides[i])
+                     for i, txn, claim, digest in claimed]
             if fresh:
                 self._model(fresh, bundle, version, request_id, results)
         except BaseException:
-            for _, txn, claim, *_ in fresh:  # release claims so a retry can score them
+            for _, txn, claim, _ in claimed:  # release claims so a retry can score them
                 try:
                     self.idempotency.delete(TXN_PREFIX + txn.transaction_id, expected_version=claim)
                 except ConditionFailed:

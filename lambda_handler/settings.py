@@ -39,7 +39,12 @@ class Settings(BaseSettings):
     champion_recheck_s: float = Field(300, ge=0)
     model_threads: int = Field(1, ge=0)  # per prediction call; 0: all cores (see Candidate.set_threads)
     in_progress_timeout_s: float = Field(30, gt=0)
-    review_send_attempts: int = Field(2, ge=1)
+    # review messages: one send with this timeout on the request path (then the outbox holds
+    # it), a longer one from the scheduled drain, which stops after drain_budget_s
+    review_send_timeout_s: float = Field(0.3, gt=0)
+    drain_send_timeout_s: float = Field(2.0, gt=0)
+    drain_budget_s: float = Field(30, gt=0)
+    outbox_lease_s: float = Field(60, gt=0, lt=300)  # under SQS FIFO's 5-minute de-duplication window
 
     metrics: str = Field("emf", pattern="^(emf|memory|off)$")
     metrics_namespace: str = "FraudScoring"

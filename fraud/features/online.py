@@ -42,6 +42,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 APPLIED_PREFIX = "applied#"
 APPLIED_TTL_S = 7 * 86400  # a retry later than this would count its transaction again
 MAX_ATTEMPTS = 20
+LABEL_APPLIED_PREFIX = "label-applied#"
+LABEL_MARKER_TTL_S = 400 * 86400  # as long as labels are kept: a later duplicate must still find it
 
 
 def entity_key(keys: Pseudonymizer, kind: str, entity_id: str) -> str:
@@ -229,19 +231,35 @@ class OnlineFeatures:
         state["last"] = t
 
     # -- the label path ------------------------------------------------------------------
-    def add_label(self, terminal_id: str, is_fraud: bool, known_at) -> None:
-        """A label became known at ``known_at`` for a transaction at ``terminal_id``."""
-        t = to_epoch_seconds(known_at)
+    def add_label(self, terminal_id: str, is_fraud: bool, known_at, label_id: str | None = None) -> None:
+        """A label became known at ``known_at`` for a transaction at ``terminal_id``.
 
-        def change(old):
-            state = old or {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}}
+        With ``label_id`` (the labelled transaction's id) the label counts once however often
+        it is applied: the terminal's state and a marker are written in one transaction, so
+        a request that died after the write and is retried finds the marker."""
+        if not self._label_windows:
+            return
+        t = to_epoch_seconds(known_at)
+        key = entity_key(self.keys, TERMINAL, terminal_id)
+        marker = None if label_id is None else LABEL_APPLIED_PREFIX + str(label_id)
+        for _ in range(MAX_ATTEMPTS):
+            found = self.store.get_many([key] if marker is None else [key, marker])
+            if marker in found:
+                return
+            old = found.get(key)
+            state = (old.value if old else None) or {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}}
             _record_bucket(state["lsnaps"], t, self._label_grans, [state["ln"], state["lf"]])
             state["ln"] += 1
             state["lf"] += int(bool(is_fraud))
-            return state, None
-
-        if self._label_windows:
-            self.store.update(entity_key(self.keys, TERMINAL, terminal_id), change, ttl_seconds=self.ttl)
+            writes = [Write(key, state, old.version if old else 0, self.ttl)]
+            if marker is not None:
+                writes.append(Write(marker, {}, 0, LABEL_MARKER_TTL_S))
+            try:
+                self.store.transact(writes)
+                return
+            except ConditionFailed:  # the terminal's state moved meanwhile: redo on fresh state
+                continue
+        raise ConditionFailed(f"{key}: gave up adding a label after {MAX_ATTEMPTS} concurrent modifications")
 
     # -- bulk build from history -----------------------------------------------------------
     def load_history(self, history: pd.DataFrame, as_of=None) -> int:

@@ -5,6 +5,9 @@ stored version is still ``v`` (0: the key must not exist), so read-modify-write 
 atomic under concurrency: the loser gets ``ConditionFailed`` and retries on fresh data.
 Documents are stored as JSON text, not DynamoDB numbers, so floats round-trip exactly
 (DynamoDB numbers are decimals; float -> decimal -> float arithmetic would drift).
+An item may carry a ``tag``: ``tagged(tag)`` lists just the items with that tag (in DynamoDB
+a sparse global secondary index, ``TAG_INDEX``), so a few pending outbox records are found
+without reading the many sent ones.
 orjson writes the shortest text that reads back to the same float, at a seventh of the
 cost of the standard json module (the state document is on every transaction's path).
 """
@@ -18,6 +21,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import orjson
+
+
+TAG_INDEX = "by-tag"  # DynamoDB: a sparse GSI on the top-level attribute "tag"
 
 
 def _encode(value: dict) -> str:
@@ -41,6 +47,7 @@ class Write:
     value: dict
     expected_version: int
     ttl_seconds: float | None = None
+    tag: str | None = None
 
 
 class KeyValueStore(ABC):
@@ -49,8 +56,9 @@ class KeyValueStore(ABC):
 
     @abstractmethod
     def put(self, key: str, value: dict, *, expected_version: int | None = None,
-            ttl_seconds: float | None = None) -> int:
-        """Store ``value``; returns the new version. ``expected_version`` None: unconditional."""
+            ttl_seconds: float | None = None, tag: str | None = None) -> int:
+        """Store ``value``; returns the new version. ``expected_version`` None: unconditional.
+        ``tag``: listed by ``tagged(tag)`` until a put without it."""
 
     @abstractmethod
     def delete(self, key: str, *, expected_version: int | None = None) -> None: ...
@@ -62,7 +70,12 @@ class KeyValueStore(ABC):
 
     @abstractmethod
     def scan(self, prefix: str = "") -> Iterator[tuple[str, Item]]:
-        """All live items whose key starts with ``prefix`` (small tables: outbox, lists)."""
+        """All live items whose key starts with ``prefix`` (reads the whole table: tests, tools)."""
+
+    @abstractmethod
+    def tagged(self, tag: str, limit: int = 1000) -> list[tuple[str, Item]]:
+        """Up to ``limit`` live items carrying ``tag``, without reading the others. In
+        DynamoDB eventually consistent (an index): check versions before acting."""
 
     def get_many(self, keys) -> dict[str, Item]:
         """The live items among ``keys`` (missing keys are absent from the result): one
@@ -100,7 +113,7 @@ class InMemoryKeyValueStore(KeyValueStore):
     """Thread-safe dict with versions and expiry; the local and test implementation."""
 
     def __init__(self):
-        self._items: dict[str, tuple[str, int, float | None]] = {}
+        self._items: dict[str, tuple[str, int, float | None, str | None]] = {}
         self._lock = threading.Lock()
 
     def _live(self, key):
@@ -119,7 +132,7 @@ class InMemoryKeyValueStore(KeyValueStore):
             entries = {key: entry for key in keys if (entry := self._live(key)) is not None}
         return {key: Item(orjson.loads(entry[0]), entry[1]) for key, entry in entries.items()}
 
-    def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
+    def put(self, key, value, *, expected_version=None, ttl_seconds=None, tag=None) -> int:
         doc = _encode(value)
         with self._lock:
             entry = self._live(key)
@@ -127,7 +140,7 @@ class InMemoryKeyValueStore(KeyValueStore):
             if expected_version is not None and current != expected_version:
                 raise ConditionFailed(f"{key}: version {current}, expected {expected_version}")
             expires = None if ttl_seconds is None else time.time() + ttl_seconds
-            self._items[key] = (doc, current + 1, expires)
+            self._items[key] = (doc, current + 1, expires, tag)
             return current + 1
 
     def transact(self, writes: list[Write]) -> None:
@@ -141,7 +154,7 @@ class InMemoryKeyValueStore(KeyValueStore):
             now = time.time()
             for w, doc in zip(writes, docs):
                 expires = None if w.ttl_seconds is None else now + w.ttl_seconds
-                self._items[w.key] = (doc, w.expected_version + 1, expires)
+                self._items[w.key] = (doc, w.expected_version + 1, expires, w.tag)
 
     def delete(self, key, *, expected_version=None) -> None:
         with self._lock:
@@ -155,8 +168,13 @@ class InMemoryKeyValueStore(KeyValueStore):
             keys = [k for k in self._items if k.startswith(prefix) and self._live(k)]
             entries = {k: self._items[k] for k in keys}
         for key in sorted(entries):
-            doc, version, _ = entries[key]
+            doc, version, *_ = entries[key]
             yield key, Item(orjson.loads(doc), version)
+
+    def tagged(self, tag, limit=1000):
+        with self._lock:
+            entries = [(k, e) for k, e in self._items.items() if e[3] == tag and self._live(k)][:limit]
+        return [(key, Item(orjson.loads(entry[0]), entry[1])) for key, entry in entries]
 
     def __len__(self) -> int:
         with self._lock:
@@ -201,14 +219,20 @@ class DynamoDBKeyValueStore(KeyValueStore):
         self.db = dynamodb_client or client("dynamodb", endpoint_url)
 
     @staticmethod
-    def create_table(table_name: str, endpoint_url: str | None = None) -> None:
-        """Create the table (tests and local set-up; the CDK app creates it in AWS)."""
+    def create_table(table_name: str, endpoint_url: str | None = None, tag_index: bool = False) -> None:
+        """Create the table (tests and local set-up; the CDK app creates it in AWS), with the
+        sparse tag index where ``tagged`` is used (the outbox)."""
         from .aws import client
 
         db = client("dynamodb", endpoint_url)
-        db.create_table(TableName=table_name, BillingMode="PAY_PER_REQUEST",
-                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
+        index = {}
+        if tag_index:
+            attributes.append({"AttributeName": "tag", "AttributeType": "S"})
+            index = {"GlobalSecondaryIndexes": [{"IndexName": TAG_INDEX, "Projection": {"ProjectionType": "ALL"},
+                                                 "KeySchema": [{"AttributeName": "tag", "KeyType": "HASH"}]}]}
+        db.create_table(TableName=table_name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=attributes,
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], **index)
         db.get_waiter("table_exists").wait(TableName=table_name)
         db.update_time_to_live(TableName=table_name, TimeToLiveSpecification={
             "Enabled": True, "AttributeName": "expires_at"})
@@ -240,13 +264,15 @@ class DynamoDBKeyValueStore(KeyValueStore):
 
     @staticmethod
     def _put_request(key: str, value: dict, expected_version: int | None, version: int,
-                     ttl_seconds: float | None) -> dict:
+                     ttl_seconds: float | None, tag: str | None = None) -> dict:
         """PutItem arguments (less the table) that write ``version``, conditional on the
         stored version being ``expected_version`` (0: absent or expired; None: no condition)."""
         now = time.time()
         item = {"pk": {"S": key}, "doc": {"S": _encode(value)}, "version": {"N": str(version)}}
         if ttl_seconds is not None:
             item["expires_at"] = {"N": str(int(now + ttl_seconds))}
+        if tag is not None:
+            item["tag"] = {"S": tag}
         request = {"Item": item}
         if expected_version == 0:
             request.update(ConditionExpression="attribute_not_exists(pk) OR expires_at <= :now",
@@ -256,7 +282,7 @@ class DynamoDBKeyValueStore(KeyValueStore):
                            ExpressionAttributeValues={":v": {"N": str(expected_version)}})
         return request
 
-    def put(self, key, value, *, expected_version=None, ttl_seconds=None) -> int:
+    def put(self, key, value, *, expected_version=None, ttl_seconds=None, tag=None) -> int:
         if expected_version is None:
             current = self.get(key)
             new_version = 1 if current is None else current.version + 1
@@ -264,7 +290,7 @@ class DynamoDBKeyValueStore(KeyValueStore):
             new_version = expected_version + 1
         try:
             self.db.put_item(TableName=self.table,
-                             **self._put_request(key, value, expected_version, new_version, ttl_seconds))
+                             **self._put_request(key, value, expected_version, new_version, ttl_seconds, tag))
         except self.db.exceptions.ConditionalCheckFailedException as exc:
             raise ConditionFailed(f"{key}: changed since read") from exc
         return new_version
@@ -274,7 +300,8 @@ class DynamoDBKeyValueStore(KeyValueStore):
         on one of the items cancels all of it."""
         _check_transaction(writes)
         items = [{"Put": {"TableName": self.table, **self._put_request(w.key, w.value, w.expected_version,
-                                                                        w.expected_version + 1, w.ttl_seconds)}}
+                                                                        w.expected_version + 1, w.ttl_seconds,
+                                                                        w.tag)}}
                  for w in writes]
         try:
             self.db.transact_write_items(TransactItems=items)
@@ -305,6 +332,20 @@ class DynamoDBKeyValueStore(KeyValueStore):
                 item = _live_item(raw, now)
                 if item is not None:
                     yield raw["pk"]["S"], item
+
+    def tagged(self, tag, limit=1000):
+        """A Query on the sparse tag index: reads only the tagged items."""
+        out, now = [], time.time()
+        kwargs = {"TableName": self.table, "IndexName": TAG_INDEX, "KeyConditionExpression": "#t = :t",
+                  "ExpressionAttributeNames": {"#t": "tag"}, "ExpressionAttributeValues": {":t": {"S": tag}}}
+        for page in self.db.get_paginator("query").paginate(**kwargs, PaginationConfig={"PageSize": 100}):
+            for raw in page.get("Items", []):
+                item = _live_item(raw, now)
+                if item is not None:
+                    out.append((raw["pk"]["S"], item))
+                if len(out) >= limit:
+                    return out
+        return out
 
     def put_many(self, items, ttl_seconds=None) -> None:
         keys = list(items)

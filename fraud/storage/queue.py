@@ -50,12 +50,14 @@ class InMemoryQueue(MessageQueue):
 
 
 class SQSQueue(MessageQueue):
-    def __init__(self, queue_url: str, endpoint_url: str | None = None, sqs_client=None):
+    def __init__(self, queue_url: str, endpoint_url: str | None = None, sqs_client=None, timeout_s: float = 1.0):
+        """``timeout_s``: the longest one send may take (one attempt; the caller keeps the
+        message and tries again later)."""
         from .aws import client
 
         self.url = queue_url
         self.fifo = queue_url.endswith(".fifo")
-        self.sqs = sqs_client or client("sqs", endpoint_url, fail_fast=True)
+        self.sqs = sqs_client or client("sqs", endpoint_url, timeout_s=timeout_s)
 
     def send(self, body: dict, dedup_id: str) -> str:
         kwargs = {"QueueUrl": self.url, "MessageBody": json.dumps(body, default=str)}

@@ -125,6 +125,8 @@ def required(call: dict, arns: dict[str, str]) -> list[tuple[str, str, dict]]:
             return [(f"dynamodb:{_TRANSACT[kind]}", arns[table], {}) for kind, table in p["TransactItems"]]
         if op == "TransactGetItems":
             return [("dynamodb:GetItem", arns[table], {}) for _, table in p["TransactItems"]]
+        if op in ("Query", "Scan") and "IndexName" in p:  # an index has an ARN of its own
+            return [(f"dynamodb:{op}", f"{arns[p['TableName']]}/index/{p['IndexName']}", {})]
         tables = p["RequestItems"] if op in ("BatchGetItem", "BatchWriteItem") else [p["TableName"]]
         return [(f"dynamodb:{op}", arns[t], {}) for t in tables]
     if service == "s3":

@@ -54,8 +54,8 @@ def aws_settings(moto_server, s3_registry, hash_key_secret):
     _counter["n"] += 1
     suffix = f"t{_counter['n']}"
     tables = {f"{name}_table": f"fraud-{name}-{suffix}" for name in TABLES}
-    for table in tables.values():
-        DynamoDBKeyValueStore.create_table(table, moto_server)
+    for name, table in tables.items():
+        DynamoDBKeyValueStore.create_table(table, moto_server, tag_index=name == "outbox_table")
     queue_url = client("sqs", moto_server).create_queue(
         QueueName=f"fraud-review-{suffix}.fifo",
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"})["QueueUrl"]

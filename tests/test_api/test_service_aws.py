@@ -90,8 +90,13 @@ def test_score_replay_feedback_and_emf(aws_settings, emf_stream):
 
 
 def test_concurrent_retries_send_exactly_one_review_message(aws_settings, s3_registry, review_bundle, moto_server):
+    """On a standard queue (SQS de-duplicates nothing there): the application itself sends once."""
+    from fraud.storage.aws import client
+
+    standard = client("sqs", moto_server).create_queue(QueueName=f"standard-{aws_settings.outbox_table}")["QueueUrl"]
     settings = aws_settings.model_copy(update={"registry_uri": review_registry(s3_registry, review_bundle,
-                                                                               moto_server)})
+                                                                               moto_server),
+                                               "review_queue_url": standard})
     container = build_container(settings)
     request = Transaction(**txn(42))
     barrier = threading.Barrier(12)
@@ -138,11 +143,11 @@ def test_sqs_outage_keeps_answering_and_the_outbox_delivers_once(aws_settings, s
             assert r.status_code == 200 and r.json()["decision"] == "review"
         per_request = (time.perf_counter() - started) / 20
         assert per_request < 3.0, f"{per_request:.2f}s per request during the outage"
-        assert len(container.router.pending()) == 20
+        assert container.router.pending_count() == 20
         assert app.get("/v1/health").json() == {"status": "degraded", "model_version": container.holder.version,
                                                 "outbox_pending": 20}
         failures = [b for b in emf_blobs(emf_stream) if "ReviewSendFailures" in b]
-        assert len(failures) >= 20
+        assert 1 <= len(failures) <= 5  # after a failed send, requests leave sending to the drain a while
         assert container.router.drain()["sent"] == 0  # still down: nothing lost, nothing sent
     finally:
         sqs_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)

@@ -77,8 +77,8 @@ def test_a_crash_at_any_step_leaves_the_champion_in_place(tmp_path, registry, sm
         assert current != champion
     else:
         assert current == champion  # the pointer only moves in the very last write
-        assert reg.versions() == [champion] or reg.champion() == champion
-    reg.load(current)  # whatever the champion is, it is complete and verified
+    for version in reg.versions():  # a listed version is complete: no half-written one is listed
+        reg.load(version)
 
 
 def test_rollback_is_one_command(tmp_path, registry, small_training):

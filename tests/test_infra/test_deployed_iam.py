@@ -55,8 +55,6 @@ FAILURE_PATH_GRANTS = {
     "scoring": {
         # a batch that fails after claiming its transactions releases the claims
         ("dynamodb:DeleteItem", "fraud-dev-idempotency"),
-        # a claim found taken (a concurrent retry) is read back
-        ("dynamodb:GetItem", "fraud-dev-idempotency"),
     },
     "drain": set(),
     "training": set(),
@@ -136,12 +134,15 @@ def _create_resources(moto: Moto, template: dict) -> tuple[dict, dict, dict]:
     for logical, resource in template["Resources"].items():
         kind, props = resource["Type"], resource.get("Properties", {})
         if kind == "AWS::S3::Bucket":
-            s3.create_bucket(Bucket=BUCKET)
-            refs[logical] = {"Ref": BUCKET, "Arn": f"arn:aws:s3:::{BUCKET}"}
+            name = BUCKET if logical.startswith("DataBucket") else f"fraud-dev-{logical.lower()[:40]}"
+            s3.create_bucket(Bucket=name)
+            refs[logical] = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
         elif kind == "AWS::DynamoDB::Table":
             name = props["TableName"]
+            indexes = {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} \
+                if "GlobalSecondaryIndexes" in props else {}
             db.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                            AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"])
+                            AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"], **indexes)
             arn = db.describe_table(TableName=name)["Table"]["TableArn"]
             refs[logical], arns[name] = {"Ref": name, "Arn": arn}, arn
         elif kind == "AWS::SQS::Queue":
@@ -227,6 +228,7 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
     from fraud.registry import ModelRegistry
     from fraud.storage.blob import S3BlobStore
     from fraud.storage.kv import DynamoDBKeyValueStore
+    from lambda_handler.review import PENDING, PREFIX
 
     template = _synth(tmp_path)
     moto = Moto(tmp_path / "moto.log")
@@ -315,9 +317,9 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         # -- the outbox drain, as the drain function: a message left pending by an outage -----
         drain = principals["drain"]
         outbox = DynamoDBKeyValueStore(drain.env["FRAUD_OUTBOX_TABLE"], dynamodb_client=moto.client("dynamodb"))
-        outbox.put("review#iam-pending", {"message": {"transaction_id": "iam-pending", "card": "card_x"},
-                                          "state": "pending", "attempts": 2, "created_at": "2026-02-14T10:00:00Z"},
-                   expected_version=0, ttl_seconds=3600)
+        outbox.put(PREFIX + "iam-pending", {"message": {"transaction_id": "iam-pending", "card": "card_x"},
+                                            "state": "pending", "attempts": 2, "created_at": "2026-02-14T10:00:00Z",
+                                            "lease_until": 0.0}, expected_version=0, ttl_seconds=3600, tag=PENDING)
         log = tmp_path / "drain-calls.jsonl"
         event = {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
                  "account": iam.ACCOUNT, "time": "2026-02-14T10:01:00Z", "region": iam.REGION,

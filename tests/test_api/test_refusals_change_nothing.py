@@ -1,0 +1,82 @@
+"""A refused request changes nothing, and a label is neither lost nor counted twice when a
+request dies half-way and is retried."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from helpers.api import HEADERS
+from lambda_handler.api import create_app
+from lambda_handler.container import build_container
+from lambda_handler.schemas import Transaction
+
+
+def txn(i: int, card: str = "card-r", **extra) -> dict:
+    return {"transaction_id": f"rf-{i}", "timestamp": f"2026-02-12T08:{i:02d}:00Z", "card_id": card,
+            "terminal_id": "term-r", "amount": 15.0 + i, "currency": "EUR", **extra}
+
+
+def snapshot(container) -> dict:
+    return {name: {key: item.value for key, item in store.scan("")} for name, store in container.stores.items()}
+
+
+@pytest.fixture
+def service(local_settings):
+    container = build_container(local_settings.model_copy(update={"max_batch": 10}))
+    return container, TestClient(create_app(container))
+
+
+def test_a_batch_refused_for_one_transaction_changes_nothing(service, local_settings):
+    container, client = service
+    assert client.post("/v1/score", json=txn(9, card="card-other"), headers=HEADERS).status_code == 200
+    before = snapshot(container)
+    reused = txn(9, card="card-other", amount=999.0)  # the id of a scored transaction, other content
+    refused = client.post("/v1/score/batch", json={"transactions": [txn(1), txn(2), reused]}, headers=HEADERS)
+    assert refused.status_code == 422 and "different content" in refused.text
+    assert snapshot(container) == before  # no card state, no features record, no claim left behind
+    # the two new transactions then score exactly as in a service that never saw the refusal
+    again = client.post("/v1/score/batch", json={"transactions": [txn(1), txn(2)]}, headers=HEADERS).json()
+    clean = build_container(local_settings.model_copy(update={"max_batch": 10}))
+    clean.scoring.score(Transaction(**txn(9, card="card-other")), "clean")
+    expected = clean.scoring.score_many([Transaction(**txn(i)) for i in (1, 2)], "clean")
+    assert [(r["probability"], r["reasons"]) for r in again["results"]] == \
+        [(e.probability, [x.model_dump() for x in e.reasons]) for e in expected]
+
+
+def _label_state(container) -> tuple[int, dict]:
+    from fraud.features.online import TERMINAL, entity_key
+
+    terminal = container.stores["features"].get(entity_key(container.online.keys, TERMINAL, "term-r"))
+    return (terminal.value["ln"] if terminal else 0), container.feedback.window_stats()
+
+
+FEEDBACK = {"transaction_id": "rf-1", "label": "fraud", "source": "chargeback", "time": "2026-02-20T00:00:00Z"}
+
+
+def test_feedback_for_an_unknown_transaction_is_404(service):
+    _, client = service
+    r = client.post("/v1/feedback", json={**FEEDBACK, "transaction_id": "never-scored"}, headers=HEADERS)
+    assert r.status_code == 404 and "never-scored" in r.json()["detail"]
+
+
+def test_feedback_retried_after_a_failure_counts_once(service, monkeypatch):
+    container, client = service
+    assert client.post("/v1/score", json=txn(1), headers=HEADERS).status_code == 200
+    real = container.online.add_label
+
+    def dies_after_the_label_was_recorded(*args, **kwargs):
+        raise RuntimeError("the function timed out here")
+
+    monkeypatch.setattr(container.online, "add_label", dies_after_the_label_was_recorded)
+    assert client.post("/v1/feedback", json=FEEDBACK, headers=HEADERS).status_code == 500
+    monkeypatch.setattr(container.online, "add_label", real)
+    retried = client.post("/v1/feedback", json=FEEDBACK, headers=HEADERS).json()
+    assert retried["recorded"] and not retried["duplicate"]  # the same label again: a retry
+    again = client.post("/v1/feedback", json=FEEDBACK, headers=HEADERS).json()
+    assert again["recorded"] and not again["duplicate"]
+    other = client.post("/v1/feedback", json={**FEEDBACK, "label": "legitimate", "source": "reviewer"},
+                        headers=HEADERS).json()
+    assert other["duplicate"] and not other["recorded"]  # the first label stands
+    labels, stats = _label_state(container)
+    assert labels == 1 and stats["labels"] == 1 and stats["recall"] is not None
