@@ -36,6 +36,15 @@ class PayloadMismatch(Exception):
     """A transaction id came back with different content."""
 
 
+class FutureTimestamp(ValueError):
+    """A transaction dated beyond the allowed clock skew: it would prune its card's and its
+    terminal's window history as if that time had come."""
+
+    def __init__(self, index: int, ahead_s: float, skew_s: float):
+        super().__init__(f"{ahead_s:.0f} s in the future (at most {skew_s:.0f} s of clock skew is accepted)")
+        self.index = index
+
+
 def payload_digest(keys: Pseudonymizer, txn: Transaction) -> str:
     """Tells a retry from a reuse of the id with other content. Keyed: the payload holds the
     card id, and every other field of it is stored beside the digest."""
@@ -84,7 +93,7 @@ class Overrides:
 class ScoringService:
     def __init__(self, holder: ModelHolder, online: OnlineFeatures, idempotency: KeyValueStore,
                  overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, keys: Pseudonymizer,
-                 in_progress_timeout_s: float = 30):
+                 in_progress_timeout_s: float = 30, max_clock_skew_s: float = 300):
         self.holder = holder
         self.online = online
         self.idempotency = idempotency
@@ -93,6 +102,7 @@ class ScoringService:
         self.telemetry = telemetry
         self.keys = keys
         self.in_progress_timeout_s = in_progress_timeout_s
+        self.max_clock_skew_s = max_clock_skew_s
 
     # -- idempotency ---------------------------------------------------------------------
     def _claim(self, txn: Transaction, digest: str):
@@ -132,6 +142,10 @@ class ScoringService:
         changes, so a refused request (an id reused with other content, one in progress
         elsewhere) changes nothing; then features, which are sequential (each updates the
         state the next reads); then the model, once on all new rows."""
+        latest = time.time() + self.max_clock_skew_s
+        for i, txn in enumerate(txns):
+            if txn.timestamp.timestamp() > latest:
+                raise FutureTimestamp(i, txn.timestamp.timestamp() - time.time(), self.max_clock_skew_s)
         bundle, version = self.holder.current()
         results: list[ScoreResponse | None] = [None] * len(txns)
         claimed = []  # (index, txn, claim version, payload digest)

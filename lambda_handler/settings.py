@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     champion_recheck_s: float = Field(300, ge=0)
     model_threads: int = Field(1, ge=0)  # per prediction call; 0: all cores (see Candidate.set_threads)
     in_progress_timeout_s: float = Field(30, gt=0)
+    max_clock_skew_s: float = Field(300, ge=0)  # a timestamp further in the future is refused
     # review messages: one send with this timeout on the request path (then the outbox holds
     # it), a longer one from the scheduled drain, which stops after drain_budget_s
     review_send_timeout_s: float = Field(0.3, gt=0)

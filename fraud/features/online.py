@@ -15,8 +15,11 @@ concurrency, and applying a transaction is idempotent: a retry (the request died
 answering, or a batch failed after its features were computed) finds the record and gets
 the same features back instead of counting the transaction twice (for ``APPLIED_TTL_S``).
 
-Transactions must arrive in time order per entity (as an authorisation stream does);
-labels arrive through ``add_label`` at the time they become known.
+Transactions arrive in time order per entity (as an authorisation stream does); a late one
+is counted in the totals but moves no clock backwards (its time since the previous
+transaction is missing), and the API refuses timestamps beyond a small clock skew into the
+future, so no single transaction can prune another's history. Labels arrive through
+``add_label`` at the time they become known.
 """
 
 from __future__ import annotations
@@ -201,8 +204,8 @@ class OnlineFeatures:
         state = old or {**_empty_state(), "seen": []}
         out: dict[str, float] = {}
         self._window_values(state, self._card_windows, t, amount, out)
-        for f in self._card_other:
-            out[f.name] = float(t - state["last"]) if state["last"] is not None else NAN
+        for f in self._card_other:  # a late (out-of-order) transaction has no known previous one: missing
+            out[f.name] = float(t - state["last"]) if state["last"] is not None and t >= state["last"] else NAN
         for f in self._pair:
             out[f.name] = float(term_hash in state["seen"])
         self._advance(state, t, amount, self._card_grans)
@@ -228,7 +231,7 @@ class OnlineFeatures:
         state["n"] += 1
         state["s"] = state["s"] + amount
         state["q"] = state["q"] + amount * amount
-        state["last"] = t
+        state["last"] = t if state["last"] is None else max(state["last"], t)  # never backwards
 
     # -- the label path ------------------------------------------------------------------
     def add_label(self, terminal_id: str, is_fraud: bool, known_at, label_id: str | None = None) -> None:

@@ -80,3 +80,33 @@ def test_feedback_retried_after_a_failure_counts_once(service, monkeypatch):
     assert other["duplicate"] and not other["recorded"]  # the first label stands
     labels, stats = _label_state(container)
     assert labels == 1 and stats["labels"] == 1 and stats["recall"] is not None
+
+
+def test_a_transaction_dated_in_the_future_is_refused_and_changes_nothing(service):
+    container, client = service
+    for i in range(3):
+        assert client.post("/v1/score", json=txn(i), headers=HEADERS).status_code == 200
+    before = snapshot(container)
+    r = client.post("/v1/score", json=txn(5, timestamp="2099-01-01T00:00:00Z"), headers=HEADERS)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.timestamp"
+    batch = {"transactions": [txn(6), txn(7), txn(8, timestamp="2099-01-01T00:00:00Z")]}
+    r = client.post("/v1/score/batch", json=batch, headers=HEADERS)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.transactions.2.timestamp"
+    assert snapshot(container) == before  # the card's and the terminal's history are intact
+
+
+def test_a_late_transaction_moves_no_clock_backwards(service):
+    from fraud.features.online import CARD, entity_key
+
+    container, client = service
+    for i in (10, 20, 30):
+        assert client.post("/v1/score", json=txn(i), headers=HEADERS).status_code == 200
+    card = lambda: container.stores["features"].get(entity_key(container.online.keys, CARD, "card-r")).value  # noqa: E731
+    last = card()["last"]
+    late = client.post("/v1/score", json=txn(15), headers=HEADERS)  # 15 minutes before the latest
+    assert late.status_code == 200
+    assert card()["last"] == last and card()["n"] == 4
+    features = container.online.process({**txn(40), "timestamp": "2026-02-12T08:40:00Z"})
+    assert features["card_seconds_since_previous"] == 600.0  # since 08:30, not since the late 08:15
+    record = container.stores["features"].get("applied#rf-15").value["features"]
+    assert record["card_seconds_since_previous"] is None  # the late one's previous is unknown: missing
