@@ -11,19 +11,28 @@ A version exists once its manifest exists, and nothing in it is ever rewritten. 
 champion changes only by one atomic write of ``champion.json``; a crash at any earlier
 step leaves the previous champion in place. Loading verifies every file's hash and refuses
 a tampered or missing file.
+
+The manifest is authenticated: an HMAC under the deployment's secret key (the key of
+``fraud.pseudonym``, in a domain of its own), so whoever can write to the bucket but does
+not hold the key cannot swap a model or its thresholds by rewriting a file and its hash.
+Version ids and file names must be plain names: a crafted manifest cannot make the loader
+write outside its directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import re
 import secrets
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .bundle import ModelBundle
+from .pseudonym import Pseudonymizer, configured_pseudonymizer
 from .storage.blob import BlobNotFound, BlobStore, open_blob_store
 
 log = logging.getLogger(__name__)
@@ -43,13 +52,38 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _plain(name: str, what: str) -> str:
+    if not isinstance(name, str) or not PLAIN_NAME.match(name) or ".." in name:
+        raise RegistryError(f"{what} {name!r} is not a plain name; refusing it")
+    return name
+
+
 class ModelRegistry:
-    def __init__(self, store: BlobStore):
+    def __init__(self, store: BlobStore, keys: Pseudonymizer | None = None, endpoint_url: str | None = None):
+        """``keys`` signs and verifies manifests; by default the configured key (the API's:
+        Secrets Manager where ``FRAUD_HASH_KEY_SECRET_ARN`` is set, else the local one),
+        read when first needed."""
         self.store = store
+        self._keys = keys
+        self._endpoint_url = endpoint_url
 
     @classmethod
-    def open(cls, uri, endpoint_url: str | None = None) -> "ModelRegistry":
-        return cls(open_blob_store(uri, endpoint_url))
+    def open(cls, uri, endpoint_url: str | None = None, keys: Pseudonymizer | None = None) -> "ModelRegistry":
+        return cls(open_blob_store(uri, endpoint_url), keys, endpoint_url)
+
+    @property
+    def keys(self) -> Pseudonymizer:
+        if self._keys is None:
+            self._keys = configured_pseudonymizer(self._endpoint_url)
+        return self._keys
+
+    def _signature(self, manifest: dict) -> str:
+        body = json.dumps({k: v for k, v in manifest.items() if k != "signature"}, sort_keys=True,
+                          separators=(",", ":"))
+        return self.keys.digest("registry-manifest", body, 64)
 
     @property
     def uri(self) -> str:
@@ -75,6 +109,7 @@ class ModelRegistry:
                 digests[path.name] = {"sha256": sha256(data), "bytes": len(data)}
         manifest = {"version": version, "created_at": _now().isoformat(), "files": digests,
                     "model_kind": bundle.model.kind, **(created_from or {})}
+        manifest["signature"] = self._signature(manifest)
         self.store.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
         log.info("published model version %s to %s", version, self.store.url(prefix))
         return version
@@ -85,11 +120,22 @@ class ModelRegistry:
         return sorted({k.split("/")[1] for k in keys if k.endswith(f"/{MANIFEST}")})
 
     def manifest(self, version: str) -> dict:
+        """The version's manifest, authenticated, its file names checked."""
+        _plain(version, "model version")
         try:
-            return json.loads(self.store.get(f"versions/{version}/{MANIFEST}"))
+            manifest = json.loads(self.store.get(f"versions/{version}/{MANIFEST}"))
         except BlobNotFound as exc:
             raise RegistryError(f"model version {version!r} does not exist in {self.uri} "
                                 f"(or was never completed)") from exc
+        signature = manifest.get("signature")
+        if not isinstance(signature, str) or not hmac.compare_digest(signature, self._signature(manifest)):
+            raise RegistryError(f"the manifest of model version {version} is not signed with this deployment's key "
+                                "(rewritten, or published by another deployment); refusing it")
+        if manifest.get("version") != version:
+            raise RegistryError(f"the manifest under {version} describes version {manifest.get('version')!r}")
+        for name in manifest["files"]:
+            _plain(name, f"model version {version}: file name")
+        return manifest
 
     def read_file(self, version: str, name: str) -> bytes:
         """A file of a version, verified against the manifest."""

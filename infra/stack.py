@@ -292,9 +292,13 @@ class FraudScoringStack(cdk.Stack):
         return {"FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
                 "FRAUD_DATA_URI": f"s3://{self.bucket.bucket_name}/{DATA_PREFIX}",
                 "FRAUD_RUNS_URI": f"s3://{self.bucket.bucket_name}/{RUNS_PREFIX}",
-                "FRAUD_TRAINING_METRICS": "emf", "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE}
+                "FRAUD_TRAINING_METRICS": "emf", "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                # signs the registry's manifests (the API verifies them with the same key)
+                "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn}
 
     def _grant_training(self, role: iam.IRole) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadHashKey", actions=["secretsmanager:GetSecretValue"], resources=[self.hash_key_secret.secret_arn]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadTransactions", actions=["s3:GetObject"],
             resources=[self.bucket.arn_for_objects(f"{DATA_PREFIX}/*")]))

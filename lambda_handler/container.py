@@ -60,12 +60,12 @@ def _sink(settings: Settings, stream=None) -> MetricsSink:
 
 def build_container(settings: Settings, queue: MessageQueue | None = None, metrics_stream=None) -> Container:
     """Everything the API needs; loads and verifies the champion model (fails loudly)."""
-    holder = ModelHolder(ModelRegistry.open(settings.registry_uri, settings.aws_endpoint_url),
+    secrets = secret_store(settings)
+    keys = load_hash_key(settings, secrets)  # pseudonyms, and the registry's manifest signatures
+    holder = ModelHolder(ModelRegistry.open(settings.registry_uri, settings.aws_endpoint_url, keys),
                          settings.champion_recheck_s, settings.model_threads)
     stores = {name: _store(settings, getattr(settings, f"{name}_table"))
               for name in ("features", "idempotency", "outbox", "lists", "feedback")}
-    secrets = secret_store(settings)
-    keys = load_hash_key(settings, secrets)
     online = OnlineFeatures(holder.bundle.spec, stores["features"], keys=keys)
     drain_queue = None
     if queue is None and settings.review_queue_url:

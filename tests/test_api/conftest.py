@@ -20,13 +20,23 @@ def review_bundle(small_training):
 
 
 @pytest.fixture(scope="session")
-def s3_registry(moto_server, small_training):
-    """A registry on S3 (moto) holding the trained model as champion."""
+def deployment_keys(moto_server, hash_key_secret):
+    """The deployment's key (from Secrets Manager): pseudonyms and registry signatures."""
+    from fraud.pseudonym import load_pseudonymizer
+    from fraud.storage.secrets import SecretsManagerStore
+
+    return load_pseudonymizer(SecretsManagerStore(moto_server), hash_key_secret)
+
+
+@pytest.fixture(scope="session")
+def s3_registry(moto_server, small_training, deployment_keys):
+    """A registry on S3 (moto) holding the trained model as champion, signed with the
+    deployment's key."""
     from fraud.registry import ModelRegistry
     from fraud.storage.aws import client
 
     client("s3", moto_server).create_bucket(Bucket="fraud-models")
-    registry = ModelRegistry.open("s3://fraud-models/registry", moto_server)
+    registry = ModelRegistry.open("s3://fraud-models/registry", moto_server, keys=deployment_keys)
     version = registry.publish(small_training.bundle)
     registry.promote(version, "test champion")
     return registry

@@ -36,18 +36,28 @@ def _txn(i: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def review_registry(tmp_path_factory, small_training):
-    """A local registry whose champion sends every transaction to review (so messages go out)."""
+def review_bundle(small_training):
+    """A model that sends every transaction to review (so messages go out)."""
     from fraud.policy import Thresholds
-    from fraud.registry import ModelRegistry
 
-    registry = ModelRegistry.open(tmp_path_factory.mktemp("review-registry"))
-    bundle = dataclasses.replace(small_training.bundle, thresholds=Thresholds(review=0.0, decline=2.0))
-    registry.promote(registry.publish(bundle), "everything to review")
+    return dataclasses.replace(small_training.bundle, thresholds=Thresholds(review=0.0, decline=2.0))
+
+
+def _deployment(bundle, secrets_dir: Path) -> str:
+    """A local deployment: its key in ``secrets_dir`` (made on first use), its registry
+    signed with that key. Returns the registry's URI."""
+    from fraud.pseudonym import load_pseudonymizer
+    from fraud.registry import ModelRegistry
+    from fraud.storage.secrets import LocalSecretStore
+
+    keys = load_pseudonymizer(LocalSecretStore(secrets_dir), create=True)
+    registry = ModelRegistry.open(secrets_dir.parent / f"registry-{secrets_dir.name}", keys=keys)
+    if registry.champion() is None:
+        registry.promote(registry.publish(bundle), "everything to review")
     return registry.uri
 
 
-def _run_service(registry_uri: str, secrets_dir: Path, caplog) -> dict[str, set[str]]:
+def _run_service(bundle, secrets_dir: Path, caplog) -> dict[str, set[str]]:
     """Score, block a card, feed back; returns every card-derived value the service left,
     by where it was found."""
     from fastapi.testclient import TestClient
@@ -56,8 +66,8 @@ def _run_service(registry_uri: str, secrets_dir: Path, caplog) -> dict[str, set[
     from lambda_handler.container import build_container
     from lambda_handler.settings import Settings
 
-    settings = Settings(backend="local", registry_uri=registry_uri, api_key_hashes=API_KEY_HASH, metrics="off",
-                        secrets_dir=str(secrets_dir))
+    settings = Settings(backend="local", registry_uri=_deployment(bundle, secrets_dir), api_key_hashes=API_KEY_HASH,
+                        metrics="off", secrets_dir=str(secrets_dir))
     container = build_container(settings)
     client = TestClient(create_app(container))
     headers = {"x-api-key": "test-key-123"}
@@ -84,10 +94,10 @@ def _run_service(registry_uri: str, secrets_dir: Path, caplog) -> dict[str, set[
     return found
 
 
-def test_every_stored_or_logged_card_value_depends_on_the_secret_key(review_registry, tmp_path, caplog):
-    first = _run_service(review_registry, tmp_path / "a", caplog)
-    restarted = _run_service(review_registry, tmp_path / "a", caplog)  # same key file: same pseudonyms
-    other_key = _run_service(review_registry, tmp_path / "b", caplog)
+def test_every_stored_or_logged_card_value_depends_on_the_secret_key(review_bundle, tmp_path, caplog):
+    first = _run_service(review_bundle, tmp_path / "a", caplog)
+    restarted = _run_service(review_bundle, tmp_path / "a", caplog)  # same key file: same pseudonyms
+    other_key = _run_service(review_bundle, tmp_path / "b", caplog)
     assert first == restarted
     for where in first:
         assert not first[where] & other_key[where], f"{where}: computable without the key"
@@ -105,7 +115,7 @@ def test_aws_backend_refuses_to_start_without_the_hash_key_secret(local_registry
         build_container(Settings(backend="aws", registry_uri=str(local_registry_dir), metrics="off"))
 
 
-def test_api_keys_are_made_once_and_kept_as_digests(local_registry_dir, tmp_path):
+def test_api_keys_are_made_once_and_kept_as_digests(review_bundle, tmp_path):
     from fastapi.testclient import TestClient
 
     from lambda_handler.api import create_app
@@ -113,6 +123,7 @@ def test_api_keys_are_made_once_and_kept_as_digests(local_registry_dir, tmp_path
     from lambda_handler.settings import Settings
 
     secrets_dir = tmp_path / "secrets"
+    registry_uri = _deployment(review_bundle, secrets_dir)
     env = {**os.environ, "FRAUD_SECRETS_DIR": str(secrets_dir), "PYTHONPATH": str(ROOT)}
     made = [subprocess.run([sys.executable, "-m", "batch_jobs.cli", "api-key", "create"], env=env,
                            capture_output=True, text=True, check=True) for _ in range(2)]
@@ -123,8 +134,7 @@ def test_api_keys_are_made_once_and_kept_as_digests(local_registry_dir, tmp_path
     assert json.loads(stored) == {"api_key_hashes": [hashlib.sha256(k.encode()).hexdigest() for k in keys]}
     assert oct((secrets_dir / "api-keys.json").stat().st_mode & 0o777) == "0o600"
     for _ in range(2):  # a restarted server accepts the same keys
-        settings = Settings(backend="local", registry_uri=str(local_registry_dir), metrics="off",
-                            secrets_dir=str(secrets_dir))
+        settings = Settings(backend="local", registry_uri=registry_uri, metrics="off", secrets_dir=str(secrets_dir))
         client = TestClient(create_app(build_container(settings)))
         assert [client.get("/v1/model", headers={"x-api-key": k}).status_code for k in keys] == [200, 200]
         assert client.get("/v1/model", headers={"x-api-key": keys[0] + "x"}).status_code == 401
@@ -134,7 +144,7 @@ def test_card_ids_never_reach_the_access_log(local_registry_dir, tmp_path):
     """uvicorn (like API Gateway) logs every request's path: a card id must not be in one."""
     port = free_port()
     env = {**os.environ, "FRAUD_REGISTRY_URI": str(local_registry_dir), "FRAUD_METRICS": "off",
-           "FRAUD_API_KEY_HASHES": API_KEY_HASH, "FRAUD_SECRETS_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+           "FRAUD_API_KEY_HASHES": API_KEY_HASH, "PYTHONPATH": str(ROOT)}
     log = tmp_path / "server.log"
     with open(log, "w") as out:
         server = subprocess.Popen([sys.executable, "-m", "uvicorn", "lambda_handler.app:app", "--port", str(port),

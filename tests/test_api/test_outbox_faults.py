@@ -45,7 +45,7 @@ def sqs_proxy(moto_server):
 def review_settings(aws_settings, s3_registry, review_bundle, moto_server, standard_queue):
     from fraud.registry import ModelRegistry
 
-    registry = ModelRegistry.open("s3://fraud-models/review-registry", moto_server)
+    registry = ModelRegistry.open("s3://fraud-models/review-registry", moto_server, keys=s3_registry.keys)
     if registry.champion() is None:
         registry.promote(registry.publish(review_bundle), "every transaction goes to review")
     return aws_settings.model_copy(update={"registry_uri": registry.uri,

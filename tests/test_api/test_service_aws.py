@@ -30,7 +30,7 @@ def txn(i: int, **extra) -> dict:
 
 
 def review_registry(s3_registry, review_bundle, moto_server) -> str:
-    registry = ModelRegistry.open("s3://fraud-models/review-registry", moto_server)
+    registry = ModelRegistry.open("s3://fraud-models/review-registry", moto_server, keys=s3_registry.keys)
     if registry.champion() is None:
         registry.promote(registry.publish(review_bundle), "every transaction goes to review")
     return registry.uri
@@ -174,10 +174,11 @@ def test_online_features_in_dynamodb_equal_batch(moto_server, small_transactions
                       equal_nan=True).all()
 
 
-def test_champion_pointer_is_rechecked_and_bad_models_refused(aws_settings, moto_server, small_training):
+def test_champion_pointer_is_rechecked_and_bad_models_refused(aws_settings, moto_server, small_training,
+                                                            deployment_keys):
     from fraud.policy import Thresholds
 
-    registry = ModelRegistry.open("s3://fraud-models/recheck", moto_server)
+    registry = ModelRegistry.open("s3://fraud-models/recheck", moto_server, keys=deployment_keys)
     registry.promote(registry.publish(small_training.bundle), "first")
     container = build_container(aws_settings.model_copy(update={"registry_uri": registry.uri,
                                                                  "champion_recheck_s": 0}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +96,60 @@ def test_rollback_is_one_command(tmp_path, registry, small_training):
     assert [e["action"] for e in reg.events()] == ["promote", "promote", "rollback"]
     assert main(["--registry", str(reg.store.root), "rollback", "no-such-version"]) == 2
     assert reg.champion() == first
+
+
+def _stores(kind, tmp_path, moto_server=None):
+    if kind == "local":
+        return LocalBlobStore(tmp_path / "registry")
+    from fraud.storage.aws import client
+    from fraud.storage.blob import S3BlobStore
+
+    bucket = f"crafted-{tmp_path.name.lower().replace('_', '-')[-40:]}"
+    client("s3", moto_server).create_bucket(Bucket=bucket)
+    return S3BlobStore(bucket, "registry", endpoint_url=moto_server)
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_crafted_or_rewritten_manifests_are_refused(kind, tmp_path, small_training, request, monkeypatch):
+    """Whoever can write to the registry but lacks the key cannot swap what is served, and no
+    manifest, even a correctly signed one, makes the loader write outside its directory."""
+    from batch_jobs.cli import main
+    from fraud.registry import sha256
+
+    moto = request.getfixturevalue("moto_server") if kind == "s3" else None
+    reg = ModelRegistry(_stores(kind, tmp_path, moto))
+    first = reg.publish(small_training.bundle)
+    reg.promote(first, "first")
+    key = f"versions/{first}/manifest.json"
+    honest = json.loads(reg.store.get(key))
+
+    # 1. thresholds rewritten, their new SHA-256 put in the manifest: the signature no longer matches
+    lenient = b'{"review": 0.99, "decline": 1.5}'
+    reg.store.put(f"versions/{first}/thresholds.json", lenient)
+    forged = {**honest, "files": {**honest["files"], "thresholds.json": {"sha256": sha256(lenient),
+                                                                         "bytes": len(lenient)}}}
+    reg.store.put(key, json.dumps(forged).encode())
+    with pytest.raises(RegistryError, match="not signed with this deployment's key"):
+        reg.load(first)
+
+    # 2. a file name that climbs out of the loader's temporary directory, its content in place
+    # and its hash right: refused even when signed
+    import secrets
+    import tempfile
+
+    name = f"../outside-{secrets.token_hex(4)}.txt"
+    outside = Path(tempfile.gettempdir()) / name[3:]
+    payload = b"written by a crafted manifest"
+    reg.store.put(f"versions/{first}/{name}", payload)
+    climbing = {**honest, "files": {**honest["files"], name: {"sha256": sha256(payload), "bytes": len(payload)}}}
+    climbing["signature"] = reg._signature(climbing)
+    reg.store.put(key, json.dumps(climbing).encode())
+    with pytest.raises(RegistryError, match="not a plain name"):
+        reg.load(first)
+    registry_arg = str(reg.store.root) if kind == "local" else reg.uri
+    if kind == "s3":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto)
+    assert main(["--registry", registry_arg, "promote", first, "--reason", "crafted"]) == 2
+    assert not outside.exists()
+    with pytest.raises(RegistryError, match="not a plain name"):
+        reg.manifest("../../escape")

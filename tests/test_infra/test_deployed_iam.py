@@ -225,6 +225,7 @@ def _run(args, env, timeout, cwd) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, small_training):
     from fraud.policy import Thresholds
+    from fraud.pseudonym import Pseudonymizer
     from fraud.registry import ModelRegistry
     from fraud.storage.blob import S3BlobStore
     from fraud.storage.kv import DynamoDBKeyValueStore
@@ -250,7 +251,8 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         _run(["-m", "batch_jobs.cli", "--config", "small.toml", "train", "--no-progress"],
              training.run_env(moto, log), 600, work)
         _check_calls(training, log, arns)
-        registry = ModelRegistry(S3BlobStore(BUCKET, "registry", s3_client=s3))
+        deployed_key = Pseudonymizer(secret_values["fraud-dev/hash-key"]["hash_key"].encode())
+        registry = ModelRegistry(S3BlobStore(BUCKET, "registry", s3_client=s3), keys=deployed_key)
         nightly_version = registry.champion()
         assert nightly_version in registry.versions()
 
