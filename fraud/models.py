@@ -200,13 +200,26 @@ class Candidate:
         if cand.kind in FOCAL_KINDS:
             cand.estimator_ = load_predictor(path)  # prediction only: no scikit-learn at serving time
         else:
-            est = xgb.XGBClassifier()
-            est.load_model(str(path))
-            cand.estimator_ = est
+            cand.estimator_ = _SavedBaseline(path)  # XGBClassifier would need scikit-learn
         cand.n_rounds_ = int(meta["n_rounds"])
         cand.feature_names_ = list(meta["feature_names"])
         cand.history_ = {}
         return cand
+
+
+class _SavedBaseline:
+    """A saved baseline XGBoost model, for prediction: its Booster behind the two calls a
+    loaded candidate makes (``get_booster``, ``set_params``). ``xgb.XGBClassifier`` refuses
+    to exist without scikit-learn, which the serving image does not install."""
+
+    def __init__(self, path: Path):
+        self._booster = xgb.Booster(model_file=str(path))
+
+    def get_booster(self) -> xgb.Booster:
+        return self._booster
+
+    def set_params(self, **params) -> "_SavedBaseline":
+        return self  # n_jobs: the thread count lives on the booster (see Candidate.set_threads)
 
 
 def library_versions() -> dict:

@@ -1,8 +1,11 @@
 # The nightly training job: `fraud train`, reading transactions from and writing the
 # registry and reports to S3 (FRAUD_DATA_URI, FRAUD_REGISTRY_URI, FRAUD_RUNS_URI).
 # Build context: the repository root (see .dockerignore).
-FROM python:3.12-slim
+# bookworm: the Debian release the libgomp1 pin below belongs to (plain 3.12-slim moved on).
+FROM python:3.12-slim-bookworm
 
+# LightGBM links the system OpenMP runtime (libgomp.so.1); tests/test_infra/test_images.py
+# checks every native library the installed wheels need.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1=12.* \
     && rm -rf /var/lib/apt/lists/*
@@ -13,9 +16,8 @@ COPY pyproject.toml README.md ./
 COPY objectives ./objectives
 COPY fraud ./fraud
 COPY batch_jobs ./batch_jobs
-COPY lambda_handler ./lambda_handler
-COPY infra/__init__.py ./infra/__init__.py
-RUN pip install --no-cache-dir .
+# The project with its [train] extra: what the job imports is defined in pyproject.toml.
+RUN pip install --no-cache-dir "/app[train]"
 
 ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 USER 1000
