@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from fraud.features.spec import FeatureSpec
 from fraud.io import load_transactions
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.simulator import TransactionSimulator
+from fraud.splits import InsufficientDataError, check_classes, make_split
 from fraud.training import LabelledFeatures, TrainingResult, train
 
 from .history import latest_day, partition_path
@@ -111,18 +113,10 @@ def gate(result: TrainingResult, champion_version: str | None, registry: ModelRe
     return {"decision": decision, "reason": reason, "scores": {"challenger": challenger, "champion": champion}}
 
 
-def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None = None, runs_dir: str | Path = "runs",
-                simulate_if_missing: bool = False, dask: str | None = None, score_latest: bool = True,
-                progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None) -> NightlyResult:
-    started = time.perf_counter()
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    remote_runs = str(runs_dir).startswith("s3://")
-    local_root = Path(tempfile.mkdtemp(prefix="fraud-run-")) if remote_runs else Path(runs_dir)
-    run_dir = local_root / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    registry = ModelRegistry.open(registry_uri or config.registry.uri, endpoint_url)
-    log.info("nightly run %s: data %s, registry %s, report in %s", run_id, data, registry.uri, run_dir)
-
+def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_missing: bool, dask: str | None,
+                       progress: bool, endpoint_url: str | None):
+    """Read and check the data, then (only if it can be trained on) create the run folder,
+    build the features and train. Bad or too little data raises ``InputError`` first."""
     if simulate_if_missing and not str(data).startswith("s3://"):
         ensure_default_data(Path(data), config)
     step = time.perf_counter()
@@ -130,6 +124,13 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
                                                  quarantine_dir=run_dir / "quarantine", endpoint_url=endpoint_url)
     log.info("[1/6] read %d valid transactions (%d set aside) in %.1fs", len(transactions), validation.rows_bad,
              time.perf_counter() - step)
+    if len(transactions) == 0:
+        raise InsufficientDataError(f"no valid transactions to train on in {data}: its tables have no rows"
+                                    + (f" ({validation.rows_in} read, all set aside)" if validation.rows_in else "")
+                                    + "; point --data at your transactions. Nothing was written.")
+    split = make_split(transactions["timestamp"], config.split, pd.Timedelta(config.data.label_delay))
+    check_classes(split, transactions["timestamp"], transactions["label"].to_numpy(), transactions["label_time"])
+    run_dir.mkdir(parents=True, exist_ok=True)
 
     step = time.perf_counter()
     spec = FeatureSpec.default(config.features, config.columns)
@@ -144,29 +145,54 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
             log.info("[2/6] built %d features for %d rows with Dask in %.1fs", len(spec.names), len(features),
                      time.perf_counter() - step)
             step = time.perf_counter()
-            result = train(LabelledFeatures.from_transactions(transactions, features), config, spec,
+            result = train(LabelledFeatures.from_transactions(transactions, features), config, spec, split,
                            progress=progress, fitter=DaskFitter(client))
     else:
         features = build_features(transactions, spec)
         log.info("[2/6] built %d features for %d rows in %.1fs", len(spec.names), len(features),
                  time.perf_counter() - step)
         step = time.perf_counter()
-        result = train(LabelledFeatures.from_transactions(transactions, features), config, spec, progress=progress)
+        result = train(LabelledFeatures.from_transactions(transactions, features), config, spec, split,
+                       progress=progress)
     log.info("[3/6] trained and compared %d candidates in %.1fs", len(result.summary["candidates"]),
              time.perf_counter() - step)
+    return transactions, validation, features, spec, result
 
-    step = time.perf_counter()
-    champion_before = registry.champion()
-    verdict = gate(result, champion_before, registry, transactions, features, config)
-    summary = {**result.summary, "run_id": run_id, "gate": verdict,
-               "data": {"source": str(data), "rows": int(len(transactions)), "invalid_rows": validation.rows_bad,
-                        "first": transactions["timestamp"].min().isoformat(),
-                        "last": transactions["timestamp"].max().isoformat()}}
-    version = registry.publish(result.bundle, extra={
-        "metrics.json": summary,
-        "config.json": json.loads(config.model_dump_json()),
-        "training.json": {"run_id": run_id, "data": summary["data"], "split": summary["split"],
-                          "library_versions": summary["library_versions"], "config_path": config_path}})
+
+def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None = None, runs_dir: str | Path = "runs",
+                simulate_if_missing: bool = False, dask: str | None = None, score_latest: bool = True,
+                progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None) -> NightlyResult:
+    started = time.perf_counter()
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    remote_runs = str(runs_dir).startswith("s3://")
+    local_root = Path(tempfile.mkdtemp(prefix="fraud-run-")) if remote_runs else Path(runs_dir)
+    run_dir = local_root / run_id
+    registry = ModelRegistry.open(registry_uri or config.registry.uri, endpoint_url)
+    log.info("nightly run %s: data %s, registry %s, report in %s", run_id, data, registry.uri, run_dir)
+    # a run that fails before it publishes leaves no run folder (bad input writes nothing);
+    # one that fails later keeps what it wrote beside its registry version
+    ours = not run_dir.exists()
+    try:
+        transactions, validation, features, spec, result = _prepare_and_train(
+            config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url)
+        step = time.perf_counter()
+        champion_before = registry.champion()
+        verdict = gate(result, champion_before, registry, transactions, features, config)
+        summary = {**result.summary, "run_id": run_id, "gate": verdict,
+                   "data": {"source": str(data), "rows": int(len(transactions)), "invalid_rows": validation.rows_bad,
+                            "first": transactions["timestamp"].min().isoformat(),
+                            "last": transactions["timestamp"].max().isoformat()}}
+        version = registry.publish(result.bundle, extra={
+            "metrics.json": summary,
+            "config.json": json.loads(config.model_dump_json()),
+            "training.json": {"run_id": run_id, "data": summary["data"], "split": summary["split"],
+                              "library_versions": summary["library_versions"], "config_path": config_path}})
+    except BaseException:
+        if ours:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if remote_runs:
+            shutil.rmtree(local_root, ignore_errors=True)
+        raise
     promoted = verdict["decision"] == "promote"
     if promoted:
         registry.promote(version, verdict["reason"])

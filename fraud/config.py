@@ -10,7 +10,7 @@ models live; ``[simulation]`` sizes the embedded default data.
 from __future__ import annotations
 
 import tomllib
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar
 
@@ -56,14 +56,31 @@ class ColumnMapping(_Section):
 
 
 class DataConfig(_Section):
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")  # the amounts' currency: the model scores in it
     label_delay_days: float = Field(7.0, ge=0)
     max_bad_row_fraction: float = Field(0.01, ge=0, le=1)
     chunk_rows: int = Field(250_000, gt=0)
     quarantine_dir: str = "quarantine"
+    # strptime format of timestamps given as text, e.g. "%d/%m/%Y %H:%M"; "" = ISO-8601 only
+    timestamp_format: str = ""
 
     @property
     def label_delay(self) -> timedelta:
         return timedelta(days=self.label_delay_days)
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _strptime_format(cls, v):
+        if v:
+            sample = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+            try:
+                if "%" not in v:
+                    raise ValueError(v)
+                datetime.strptime(sample.strftime(v), v)
+            except ValueError:
+                raise ValueError(f"timestamp_format {v!r} is not a strptime format such as "
+                                 "'%d/%m/%Y %H:%M' (leave it empty for ISO-8601)") from None
+        return v
 
 
 class FeatureConfig(_Section):

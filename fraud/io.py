@@ -42,7 +42,8 @@ def list_table_files(source: str | Path, endpoint_url: str | None = None) -> lis
         return [str(path)]
     if path.is_dir():
         return sorted(str(p) for p in path.rglob("*") if p.is_file() and _is_table(p.name))
-    raise InputError(f"input {source!r} does not exist")
+    raise InputError(f"input {source!r} does not exist: give a table file (.parquet, .csv, .csv.gz), a directory "
+                     "of them or an s3:// prefix")
 
 
 def _open(uri: str, endpoint_url: str | None):
@@ -72,7 +73,9 @@ def iter_raw_chunks(source, chunk_rows: int, columns: list[str] | None = None,
 def _iter_pieces(source, chunk_rows, columns, endpoint_url) -> Iterator[pd.DataFrame]:
     files = list_table_files(source, endpoint_url)
     if not files:
-        raise InputError(f"no .parquet or .csv files under {source!r}")
+        raise InputError(f"no .parquet or .csv files under {source!r} (names starting with '.' or '_' are "
+                         "skipped): give a table file or a directory of them, e.g. daily partitions "
+                         "date=YYYY-MM-DD/part-0.parquet")
     for uri in files:
         handle = _open(uri, endpoint_url)
         if uri.endswith(".parquet"):
@@ -90,7 +93,8 @@ def _iter_pieces(source, chunk_rows, columns, endpoint_url) -> Iterator[pd.DataF
 def iter_transactions(source, config: FraudConfig, require_label: bool = False,
                       endpoint_url: str | None = None, validator: Validator | None = None):
     """Yield (valid chunk, rejected chunk) pairs; ``validator.report`` accumulates counts."""
-    validator = validator or Validator(config.columns, config.data.label_delay.total_seconds(), require_label)
+    validator = validator or Validator(config.columns, config.data.label_delay.total_seconds(), require_label,
+                                       config.data.timestamp_format)
     columns = list(config.columns.present().values())
     row = 0
     for raw in iter_raw_chunks(source, config.data.chunk_rows, columns, endpoint_url):
@@ -107,7 +111,8 @@ def load_transactions(source, config: FraudConfig, require_label: bool = False,
     Raises ``InputError`` (and writes nothing) on a fatal problem or when the share of bad
     rows exceeds ``config.data.max_bad_row_fraction``.
     """
-    validator = Validator(config.columns, config.data.label_delay.total_seconds(), require_label)
+    validator = Validator(config.columns, config.data.label_delay.total_seconds(), require_label,
+                          config.data.timestamp_format)
     good_parts, bad_parts = [], []
     for good, bad in iter_transactions(source, config, require_label, endpoint_url, validator):
         good_parts.append(good)

@@ -19,6 +19,15 @@ import numpy as np
 import pandas as pd
 
 from .config import SplitConfig
+from .validation import InputError
+
+WHAT_TO_DO = ("give more days of data, or shorten the windows in [split] (train_days, validation_days, "
+              "test_days, prequential_folds, gap_days) or [data] label_delay_days")
+
+
+class InsufficientDataError(InputError):
+    """The data cannot fill the configured training windows: too few days, or a window
+    without both frauds and legitimate transactions. Nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,11 @@ class TimeSplit:
 
 def make_split(timestamps: pd.Series, config: SplitConfig, label_delay: pd.Timedelta,
                as_of: pd.Timestamp | None = None) -> TimeSplit:
-    """Windows for data spanning ``timestamps``; raises if the data is too short."""
+    """Windows for data spanning ``timestamps``; raises ``InsufficientDataError`` if the data
+    is too short."""
     day = pd.Timedelta(days=1)
+    if len(timestamps) == 0 or timestamps.isna().all():
+        raise InsufficientDataError("no valid transactions to train on: no rows with a timestamp")
     first = timestamps.min()
     as_of = as_of or timestamps.max().ceil("D")
     gap = pd.Timedelta(days=config.gap_days) if config.gap_days is not None else label_delay
@@ -77,13 +89,49 @@ def make_split(timestamps: pd.Series, config: SplitConfig, label_delay: pd.Timed
         if train.start < first.floor("D"):
             if k == 0:
                 need = (as_of - train.start) / day
-                have = (as_of - first) / day
-                raise ValueError(f"{have:.0f} days of data is too short for the configured windows "
-                                 f"(train {config.train_days} + validation {config.validation_days} + test "
-                                 f"{config.test_days} + gaps and label delay = {need:.0f} days)")
+                have = (as_of - first.floor("D")) / day
+                raise InsufficientDataError(
+                    f"{have:.0f} days of data ({first.date()} to {timestamps.max().date()}) is too short for the "
+                    f"configured windows: train {config.train_days} + validation {config.validation_days} + test "
+                    f"{config.test_days} days, two gaps of {gap / day:g} days and a label delay of "
+                    f"{label_delay / day:g} days need {need:.0f} days; {WHAT_TO_DO}. Nothing was written.")
             break
         folds.append(Fold(train, validation))
     return TimeSplit(tuple(folds), test, as_of)
+
+
+def check_classes(split: TimeSplit, timestamps: pd.Series, labels, label_times: pd.Series) -> None:
+    """Raise ``InsufficientDataError`` unless every window training uses holds both frauds
+    (label 1) and legitimate transactions (label 0): each fold's training window with the
+    labels known at its cutoff, its validation window, and the test window."""
+    labels = np.asarray(labels)
+    frauds = int((labels == 1).sum())
+    if frauds == 0 or frauds == labels.size:
+        only = "0 (legitimate)" if frauds == 0 else "1 (fraud)"
+        raise InsufficientDataError(
+            f"every one of the {labels.size:,} transactions has label {only}: training needs both frauds (1) and "
+            "legitimate transactions (0). Check that [columns] label maps your fraud flag and that frauds are 1, "
+            "or give a period that contains frauds. Nothing was written.")
+    windows = []
+    for k, fold in enumerate(split.folds):
+        fold_name = f"fold {k} " if len(split.folds) > 1 else ""
+        mask = fold.train.mask(timestamps)
+        known = labels_known_at(labels[mask], label_times[mask], fold.label_cutoff)
+        windows.append((f"the {fold_name}training window", fold.train, known,
+                        f" known by {fold.label_cutoff.date()}"))
+        mask = fold.validation.mask(timestamps)
+        windows.append((f"the {fold_name}validation window", fold.validation, labels[mask], ""))
+    windows.append(("the test window", split.test, labels[split.test.mask(timestamps)], ""))
+    for name, window, y, known in windows:
+        n, pos = int(y.size), int((y == 1).sum())
+        if pos == 0 or pos == n:
+            what = "no transactions" if n == 0 else (f"no fraud labels{known} among its {n:,} transactions"
+                                                      if pos == 0 else f"only frauds ({n:,})")
+            raise InsufficientDataError(
+                f"{name} ({window.start.date()} to {(window.end - pd.Timedelta(days=1)).date()}) has {what}: "
+                f"every training, validation and test window needs both frauds and legitimate transactions. "
+                f"Check the label column, or give more days of data and lengthen that window in [split] "
+                f"(train_days, validation_days, test_days) so that it holds some frauds. Nothing was written.")
 
 
 def labels_known_at(labels, label_times: pd.Series, cutoff: pd.Timestamp):

@@ -32,7 +32,7 @@ from .models import FOCAL_KINDS, library_versions
 from .policy import choose_thresholds, outcome
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
 from .search import FoldData, SearchResult, local_fit, search_candidate
-from .splits import TimeSplit, labels_known_at, make_split
+from .splits import TimeSplit, check_classes, labels_known_at, make_split
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,13 @@ def _choose_winner(results: dict[str, SearchResult], val: LabelledFeatures, capa
     return winner, {"winner": winner, "reason": reason, "validation": table}
 
 
+def _amount_range(amount: np.ndarray) -> dict:
+    """The amounts the model has seen: the API sends larger ones to review, not to the model's
+    extrapolation (a tree model scores 1,000,000 like the largest amount it was trained on)."""
+    finite = amount[np.isfinite(amount)]
+    return {"max": float(finite.max()), "p99_9": float(np.quantile(finite, 0.999))} if finite.size else {}
+
+
 def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split: TimeSplit | None = None,
           progress: bool = True, fitter=local_fit) -> TrainingResult:
     """Search, choose, calibrate and threshold; returns the winning bundle and the figures.
@@ -129,6 +136,7 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     """
     started = time.perf_counter()
     split = split or make_split(data.timestamp, config.split, pd.Timedelta(config.data.label_delay))
+    check_classes(split, data.timestamp, data.label, data.label_time)  # InsufficientDataError
     cfg = config.search
     folds = _fold_data(data, split, cfg.negative_sample_rate, cfg.seed)
     log.info("time split: %s", split.to_dict())
@@ -205,7 +213,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     )
     bundle = ModelBundle(model, calibrator, thresholds, spec,
                          metadata={"winner": winner, "gamma": gamma, "alpha": alpha,
-                                   "trained_on": split.folds[0].train.to_dict(), "as_of": split.as_of.isoformat()})
+                                   "trained_on": split.folds[0].train.to_dict(), "as_of": split.as_of.isoformat(),
+                                   "currency": config.data.currency, "amount_range": _amount_range(data.amount)})
     log.info("winner %s (gamma %s, alpha %s): test AP %.4f, recall at thresholds %.3f, %.1f reviews/day",
              winner, gamma, alpha, summary["test"]["average_precision"], test_outcome.recall,
              test_outcome.reviews_per_day)

@@ -9,6 +9,12 @@ Two kinds of problem:
   Such rows are set aside with their reason. If their share stays under
   ``max_bad_row_fraction`` they go to a quarantine file and the run continues; above it the
   run stops with an ``InputError`` listing examples.
+
+Timestamps given as text are read as ISO-8601 (YYYY-MM-DD, optionally with a time and an
+offset; none = UTC) unless ``[data] timestamp_format`` gives their strptime format (then a
+value that does not match is a bad row). Any other text form (``02/01/2026``, ``Jan 2 2026``)
+is never guessed: without a format it is fatal, naming the column, an example and its row.
+A numeric column holds seconds since the epoch.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ def rename_columns(raw: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
                if theirs not in raw.columns and ours in ColumnMapping.REQUIRED]
     if missing:
         raise InputError(f"missing required column(s): {', '.join(missing)}; "
-                         f"the table has {list(raw.columns)[:20]}")
+                         f"the table has {list(raw.columns)[:20]}. Map each to your column in [columns] of "
+                         "your config (our name = your column). Nothing was written.")
     optional_missing = [ours for ours, theirs in present.items() if theirs not in raw.columns]
     if optional_missing:
         log.info("optional columns not in the table, ignored: %s", optional_missing)
@@ -55,16 +62,47 @@ def rename_columns(raw: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
     return raw[list(keep)].rename(columns=keep)
 
 
-def _to_utc(values: pd.Series, column: str) -> pd.Series:
+ISO_FORM = "YYYY-MM-DD, optionally with a time and an offset, e.g. 2026-01-02T10:00:00+01:00"
+OTHER_FORMS_CHECKED = 1000  # distinct non-ISO values per chunk looked at for a date in another form
+
+
+def _to_utc(values: pd.Series, column: str, timestamp_format: str = "") -> tuple[pd.Series, str]:
+    """(UTC timestamps, the reason for a value that came out missing). Numbers are epoch
+    seconds; text is ISO-8601, or ``timestamp_format`` (strptime syntax) when it is set;
+    naive values are UTC."""
     if pd.api.types.is_bool_dtype(values):
         raise InputError(f"{column}: boolean values cannot be timestamps")
     if pd.api.types.is_numeric_dtype(values):
-        return pd.to_datetime(values, unit="s", utc=True, errors="coerce")
+        return pd.to_datetime(values, unit="s", utc=True, errors="coerce"), "unparseable timestamp"
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
+        return values.dt.tz_convert("UTC"), "unparseable timestamp"
     if pd.api.types.is_datetime64_dtype(values):
-        return values.dt.tz_localize("UTC")
-    return pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+        return values.dt.tz_localize("UTC"), "unparseable timestamp"
+    text = values.astype("string").str.strip()
+    if timestamp_format:
+        return (pd.to_datetime(text, format=timestamp_format, utc=True, errors="coerce"),
+                f"does not match timestamp_format {timestamp_format!r}")
+    return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce"), "unparseable timestamp"
+
+
+def _first_other_form(text: np.ndarray) -> int | None:
+    """Position of the first value that is a date in a non-ISO text form (``02/01/2026``,
+    ``2.1.2026 10:00``, ``Jan 2 2026``), or None when the values are not dates at all."""
+    values = pd.Series(text, dtype=object)
+    first = ~values.duplicated()
+    positions = np.flatnonzero(first.to_numpy())[:OTHER_FORMS_CHECKED]
+    candidates = values.iloc[positions].astype(str)
+    try:
+        read = pd.to_datetime(candidates, format="mixed", utc=True, errors="coerce")
+    except (ValueError, OverflowError):
+        return None
+    # a lenient parser fills what is missing from today ('12:30') or year 1 ('t3'): a date
+    # in another form is one whose year is written in it
+    year = read.dt.year
+    written = [pd.notna(y) and 1900 <= y <= 2200 and (str(int(y)) in v or f"{int(y) % 100:02d}" in v)
+               for y, v in zip(year, candidates)]
+    hits = np.flatnonzero(written)
+    return int(positions[hits[0]]) if hits.size else None
 
 
 class _SeenSet:
@@ -120,10 +158,12 @@ CARD_MASK = "<card id removed>"
 class Validator:
     """Validates chunks in order; remembers ids across chunks to catch duplicates."""
 
-    def __init__(self, mapping: ColumnMapping, label_delay_seconds: float, require_label: bool = False):
+    def __init__(self, mapping: ColumnMapping, label_delay_seconds: float, require_label: bool = False,
+                 timestamp_format: str = ""):
         self.mapping = mapping
         self.label_delay = pd.Timedelta(seconds=label_delay_seconds)
         self.require_label = require_label
+        self.timestamp_format = timestamp_format or ""
         self.report = ValidationReport()
         self._seen = _SeenSet()
 
@@ -132,7 +172,8 @@ class Validator:
         df = rename_columns(raw, self.mapping)
         if self.require_label and LABEL not in df.columns:
             raise InputError(f"missing required column: label (mapped from '{self.mapping.label}'); "
-                             "training needs labels")
+                             "training needs labels: set [columns] label to your fraud flag (1 = fraud, "
+                             "0 = legitimate). Nothing was written.")
         n = len(df)
         rows = np.arange(first_row, first_row + n)
         reason = np.full(n, "", dtype=object)
@@ -168,9 +209,12 @@ class Validator:
         for col in TIME_COLUMNS:
             if col in df.columns:
                 original = df[col]
-                df[col] = _to_utc(original, col)
+                df[col], why = _to_utc(original, col, self.timestamp_format)
                 unparseable = df[col].isna().to_numpy() & original.notna().to_numpy()
-                flag(unparseable, "unparseable timestamp", col)
+                text = pd.api.types.is_string_dtype(original) or original.dtype == object
+                if text and not self.timestamp_format and unparseable.any():
+                    self._refuse_other_forms(original, unparseable, col, rows)
+                flag(unparseable, why, col)
         flag(df[TIMESTAMP].isna().to_numpy(), "missing timestamp", TIMESTAMP)
         if LABEL in df.columns:
             label = pd.to_numeric(df[LABEL], errors="coerce")
@@ -204,6 +248,22 @@ class Validator:
         else:
             rejected = raw.iloc[0:0].assign(_row=pd.Series(dtype="int64"), _reason=pd.Series(dtype=str))
         return df.loc[~bad].reset_index(drop=True), rejected
+
+    def _refuse_other_forms(self, original: pd.Series, unparseable: np.ndarray, column: str, rows) -> None:
+        """Stop on a date written in another text form than ISO-8601: day-first or month-first
+        cannot be told apart, and a guess would shift every timestamp silently."""
+        where = np.flatnonzero(unparseable)
+        text = original.to_numpy(dtype=object)[where]
+        hit = _first_other_form(np.array([str(v).strip() for v in text], dtype=object))
+        if hit is None:
+            return
+        theirs = getattr(self.mapping, column)
+        raise InputError(
+            f"{column} (mapped from '{theirs}'): {str(text[hit]).strip()!r} at row {rows[where[hit]]} is not an "
+            f"ISO-8601 timestamp ({ISO_FORM}); other text forms are not guessed, because a date such as "
+            f"02/01/2026 reads as 2 January or 1 February. Set [data] timestamp_format in your config to the "
+            f"column's strptime format (for example timestamp_format = \"%d/%m/%Y %H:%M\"), or write the "
+            f"timestamps as ISO-8601. Nothing was written.")
 
     def _check_duplicates(self, df, rows, reason, flag) -> None:
         ids = df[TRANSACTION_ID]

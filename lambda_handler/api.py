@@ -18,7 +18,7 @@ from .container import Container
 from .schemas import (BatchRequest, BatchResponse, Feedback, FeedbackResponse, Health, ListEntry, ListItem, ModelInfo,
                       ScoreResponse, Transaction)
 from .feedback import UnknownTransaction
-from .scoring import FutureTimestamp, InProgress, PayloadMismatch
+from .scoring import InProgress, PayloadMismatch, RefusedField
 
 log = logging.getLogger("lambda_handler")
 
@@ -113,10 +113,10 @@ def create_app(container: Container) -> FastAPI:
     async def unknown(request: Request, exc: UnknownTransaction):
         return JSONResponse({"detail": str(exc), "request_id": request.state.request_id}, status_code=404)
 
-    @app.exception_handler(FutureTimestamp)
-    async def future(request: Request, exc: FutureTimestamp):
-        field = "body.timestamp" if request.url.path.endswith("/score") else f"body.transactions.{exc.index}.timestamp"
-        return JSONResponse({"detail": [{"field": field, "message": str(exc), "type": "future_timestamp"}],
+    @app.exception_handler(RefusedField)
+    async def refused(request: Request, exc: RefusedField):
+        where = "body." if request.url.path.endswith("/score") else f"body.transactions.{exc.index}."
+        return JSONResponse({"detail": [{"field": where + exc.field, "message": str(exc), "type": "refused"}],
                              "request_id": request.state.request_id}, status_code=422)
 
     @app.exception_handler(PayloadMismatch)

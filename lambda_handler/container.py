@@ -78,7 +78,7 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
     router = ReviewRouter(queue, stores["outbox"], telemetry, drain_queue=drain_queue, lease_s=settings.outbox_lease_s)
     overrides = Overrides(stores["lists"], keys)
     scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry, keys,
-                             settings.in_progress_timeout_s, settings.max_clock_skew_s)
+                             settings.in_progress_timeout_s, settings.max_clock_skew_s, settings.currency_rates)
     feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
                                settings.feedback_window_days, settings.recall_slo)
     if settings.history_path and settings.backend == "local":

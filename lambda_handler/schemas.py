@@ -80,6 +80,8 @@ class ScoreResponse(BaseModel):
     model_version: str
     request_id: str
     override: Override | None = None
+    policy_reason: str | None = Field(None, description="why the decision is not the model's alone (e.g. an "
+                                                         "amount beyond what the model was trained on)")
     replayed: bool = Field(False, description="true when this is the stored answer to a retried request")
 
 

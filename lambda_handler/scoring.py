@@ -36,13 +36,14 @@ class PayloadMismatch(Exception):
     """A transaction id came back with different content."""
 
 
-class FutureTimestamp(ValueError):
-    """A transaction dated beyond the allowed clock skew: it would prune its card's and its
-    terminal's window history as if that time had come."""
+class RefusedField(ValueError):
+    """A field of the ``index``-th transaction that no model answer should be given for
+    (a 422 naming it): a timestamp beyond the clock skew (it would prune its card's and
+    terminal's history as if that time had come), a currency the model does not score."""
 
-    def __init__(self, index: int, ahead_s: float, skew_s: float):
-        super().__init__(f"{ahead_s:.0f} s in the future (at most {skew_s:.0f} s of clock skew is accepted)")
-        self.index = index
+    def __init__(self, index: int, field: str, message: str):
+        super().__init__(message)
+        self.index, self.field = index, field
 
 
 def payload_digest(keys: Pseudonymizer, txn: Transaction) -> str:
@@ -93,7 +94,8 @@ class Overrides:
 class ScoringService:
     def __init__(self, holder: ModelHolder, online: OnlineFeatures, idempotency: KeyValueStore,
                  overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, keys: Pseudonymizer,
-                 in_progress_timeout_s: float = 30, max_clock_skew_s: float = 300):
+                 in_progress_timeout_s: float = 30, max_clock_skew_s: float = 300,
+                 currency_rates: dict[str, float] | None = None):
         self.holder = holder
         self.online = online
         self.idempotency = idempotency
@@ -103,6 +105,7 @@ class ScoringService:
         self.keys = keys
         self.in_progress_timeout_s = in_progress_timeout_s
         self.max_clock_skew_s = max_clock_skew_s
+        self.currency_rates = dict(currency_rates or {})  # 1 unit of the key = this many of the model's
 
     # -- idempotency ---------------------------------------------------------------------
     def _claim(self, txn: Transaction, digest: str):
@@ -142,11 +145,8 @@ class ScoringService:
         changes, so a refused request (an id reused with other content, one in progress
         elsewhere) changes nothing; then features, which are sequential (each updates the
         state the next reads); then the model, once on all new rows."""
-        latest = time.time() + self.max_clock_skew_s
-        for i, txn in enumerate(txns):
-            if txn.timestamp.timestamp() > latest:
-                raise FutureTimestamp(i, txn.timestamp.timestamp() - time.time(), self.max_clock_skew_s)
         bundle, version = self.holder.current()
+        amounts = [self._checked_amount(i, txn, bundle) for i, txn in enumerate(txns)]
         results: list[ScoreResponse | None] = [None] * len(txns)
         claimed = []  # (index, txn, claim version, payload digest)
         overrides = self.overrides.check_many(txns)
@@ -158,8 +158,8 @@ class ScoringService:
                     results[i] = ScoreResponse(**{**stored, "request_id": request_id, "replayed": True})
                 else:
                     claimed.append((i, txn, claim, digest))
-            fresh = [(i, txn, claim, digest, self.online.process(txn.model_dump()), overrides[i])
-                     for i, txn, claim, digest in claimed]
+            fresh = [(i, txn, claim, digest, self.online.process({**txn.model_dump(), "amount": amounts[i]}),
+                      overrides[i]) for i, txn, claim, digest in claimed]
             if fresh:
                 self._model(fresh, bundle, version, request_id, results)
         except BaseException:
@@ -172,18 +172,40 @@ class ScoringService:
         self.router.maybe_drain()
         return results
 
+    def _checked_amount(self, index: int, txn: Transaction, bundle) -> float:
+        """The amount in the model's currency; refuses a time beyond the clock skew and a
+        currency the model does not score and no rate converts (no currency: the model's)."""
+        ahead = txn.timestamp.timestamp() - time.time()
+        if ahead > self.max_clock_skew_s:
+            raise RefusedField(index, "timestamp", f"{ahead:.0f} s in the future (at most "
+                                                   f"{self.max_clock_skew_s:.0f} s of clock skew is accepted)")
+        model_currency = bundle.metadata.get("currency")
+        if txn.currency is None or model_currency is None or txn.currency == model_currency:
+            return txn.amount
+        if txn.currency not in self.currency_rates:
+            raise RefusedField(index, "currency", f"{txn.currency} is not accepted: the model scores {model_currency} "
+                                                  f"amounts, and FRAUD_CURRENCY_RATES has no rate for {txn.currency}")
+        return txn.amount * self.currency_rates[txn.currency]
+
     def _model(self, fresh, bundle, version, request_id, results) -> None:
         frame = bundle.matrix_from_records([f for *_, f, _ in fresh])
         probs = bundle.predict_proba(frame)
         decisions = bundle.thresholds.decide(probs)
         reasons = bundle.reasons(frame, exact=False)
-        for (i, txn, claim, digest, _, override), p, decision, why in zip(fresh, probs, decisions, reasons):
-            decision = str(decision)
+        largest = bundle.metadata.get("amount_range", {}).get("max")
+        currency = bundle.metadata.get("currency", "")
+        for (i, txn, claim, digest, features, override), p, decision, why in zip(fresh, probs, decisions, reasons):
+            decision, policy_reason = str(decision), None
+            amount = features.get("amount", txn.amount)
+            if largest is not None and amount > largest and decision == "approve":
+                decision = "review"  # beyond what the model has seen, its score says nothing: a person decides
+                policy_reason = (f"amount {amount:,.2f} {currency} is above the largest the model was trained on "
+                                 f"({largest:,.2f} {currency}): sent to review")
             if override is not None:
-                decision = "decline" if override.list == "block" else "approve"
+                decision, policy_reason = ("decline" if override.list == "block" else "approve"), None
             response = ScoreResponse(transaction_id=txn.transaction_id, probability=float(p), decision=decision,
                                      reasons=[Reason(**r) for r in why], model_version=version,
-                                     request_id=request_id, override=override)
+                                     request_id=request_id, override=override, policy_reason=policy_reason)
             if decision == "review":
                 self.router.route({"transaction_id": txn.transaction_id, "score": float(p),
                                    "reasons": [r for r in why], "model_version": version,
@@ -193,7 +215,7 @@ class ScoringService:
             stored = json.loads(response.model_dump_json(exclude={"request_id", "replayed"}))
             self.idempotency.put(TXN_PREFIX + txn.transaction_id, {
                 "state": "done", "digest": digest, "response": stored, "terminal_id": txn.terminal_id,
-                "probability": float(p), "decision": decision, "amount": txn.amount,
+                "probability": float(p), "decision": decision, "amount": amount,
                 "timestamp": txn.timestamp.isoformat()}, expected_version=claim, ttl_seconds=RECORD_TTL_S)
             self.telemetry.decision(decision, float(p), version)
             log.info("scored %s card=%s p=%.4f decision=%s model=%s", txn.transaction_id,

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     model_threads: int = Field(1, ge=0)  # per prediction call; 0: all cores (see Candidate.set_threads)
     in_progress_timeout_s: float = Field(30, gt=0)
     max_clock_skew_s: float = Field(300, ge=0)  # a timestamp further in the future is refused
+    # other currencies than the model's (its bundle says which) are refused unless a rate converts
+    # them: {"USD": 0.92} reads 1 USD as 0.92 of the model's currency (JSON in FRAUD_CURRENCY_RATES)
+    currency_rates: dict[str, float] = Field(default_factory=dict)
     # review messages: one send with this timeout on the request path (then the outbox holds
     # it), a longer one from the scheduled drain, which stops after drain_budget_s
     review_send_timeout_s: float = Field(0.3, gt=0)

@@ -110,3 +110,39 @@ def test_a_late_transaction_moves_no_clock_backwards(service):
     assert features["card_seconds_since_previous"] == 600.0  # since 08:30, not since the late 08:15
     record = container.stores["features"].get("applied#rf-15").value["features"]
     assert record["card_seconds_since_previous"] is None  # the late one's previous is unknown: missing
+
+
+def test_currencies_the_model_does_not_score_are_refused_or_converted(service, local_settings):
+    container, client = service
+    assert container.holder.bundle.metadata["currency"] == "EUR"
+    for currency in ("USD", "XYZ"):
+        r = client.post("/v1/score", json=txn(1, currency=currency), headers=HEADERS)
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.currency", r.text
+        assert f"{currency} is not accepted" in r.json()["detail"][0]["message"]
+    assert all(not dict(store.scan("")) for store in container.stores.values())  # nothing was applied
+    converting = build_container(local_settings.model_copy(update={"currency_rates": {"USD": 0.5}}))
+    scored = TestClient(create_app(converting)).post("/v1/score", json=txn(2, currency="USD"), headers=HEADERS)
+    assert scored.status_code == 200
+    assert converting.stores["features"].get("applied#rf-2").value["features"]["amount"] == (15.0 + 2) * 0.5
+
+
+def test_an_amount_beyond_the_training_range_goes_to_review_with_its_reason(local_settings, tmp_path,
+                                                                            small_training):
+    """With thresholds that approve everything, only the amount guard can send it to review."""
+    import dataclasses
+
+    from fraud.policy import Thresholds
+    from fraud.registry import ModelRegistry
+
+    registry = ModelRegistry.open(tmp_path / "registry")
+    registry.promote(registry.publish(dataclasses.replace(small_training.bundle,
+                                                          thresholds=Thresholds(review=1.5, decline=2.0))), "lenient")
+    container = build_container(local_settings.model_copy(update={"registry_uri": str(registry.store.root)}))
+    client = TestClient(create_app(container))
+    largest = container.holder.bundle.metadata["amount_range"]["max"]
+    usual = client.post("/v1/score", json=txn(1, amount=20.0), headers=HEADERS).json()
+    assert usual["decision"] == "approve" and usual["policy_reason"] is None
+    huge = client.post("/v1/score", json=txn(2, amount=1_000_000.0), headers=HEADERS).json()
+    assert 1_000_000.0 > largest
+    assert huge["decision"] == "review" and "above the largest the model was trained on" in huge["policy_reason"]
+    assert len(container.queue.receive(10)) == 1  # and a reviewer gets it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -93,6 +94,80 @@ def test_bad_input_stops_the_job_and_writes_nothing(tmp_path, nightly):
     assert main(["--config", str(config), "--registry", str(registry), "train", "--data", str(bad),
                  "--runs", str(tmp_path / "runs"), "--no-progress"]) == 2
     assert not registry.exists() or not any(registry.rglob("manifest.json"))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.fixture(scope="module")
+def tiny_sim(tmp_path_factory):
+    """45 days of a tiny simulation (about 350 transactions a day) as one frame, and the
+    small config file: enough for the SMALL windows, and read in well under a second."""
+    from fraud.simulator import TransactionSimulator
+
+    root = tmp_path_factory.mktemp("tiny")
+    TransactionSimulator(n_customers=150, n_terminals=60, seed=5).write(root / "days", 45, progress=False)
+    config = root / "small.toml"
+    config.write_text(SMALL)
+    return pd.read_parquet(root / "days").drop(columns="date"), config
+
+
+def _no_frauds(frame):
+    return frame.assign(label=0, label_time=pd.NaT)
+
+
+def _no_frauds_in_test_window(frame):
+    # SMALL: the test window is days 33-37 of the 45 (validation 21-25, label delay 7)
+    late = frame["timestamp"] >= frame["timestamp"].min().floor("D") + pd.Timedelta(days=30)
+    return frame.assign(label=frame["label"].where(~late, 0))
+
+
+def _ten_days_and_a_bad_row(frame):
+    short = frame[frame["timestamp"] < frame["timestamp"].min().floor("D") + pd.Timedelta(days=10)].copy()
+    short.loc[short.index[5], "amount"] = -1.0  # quarantined (under 1%) before the windows are checked
+    return short
+
+
+TRAINING_INPUT_PROBLEMS = {
+    "too_few_days": (_ten_days_and_a_bad_row,
+                     r"10 days of data \(2026-01-01 to 2026-01-10\) is too short for the configured windows: "
+                     r"train 14 \+ validation 5 \+ test 5 days.* need 45 days; give more days of data, or shorten"),
+    "no_frauds": (_no_frauds, r"every one of the [\d,]+ transactions has label 0 \(legitimate\): training needs "
+                              r"both frauds \(1\) and legitimate transactions \(0\)\. Check that \[columns\] label"),
+    "no_frauds_in_test_window": (_no_frauds_in_test_window,
+                                 r"the test window \(2026-02-03 to 2026-02-07\) has no fraud labels among its "
+                                 r"[\d,]+ transactions: every training, validation and test window needs both"),
+    "empty_directory": (None, r"no \.parquet or \.csv files under .*: give a table file or a directory of them"),
+    "no_table_files": ("notes.txt", r"no \.parquet or \.csv files under .*: give a table file or a directory"),
+    "missing_column": (lambda f: f.drop(columns="amount"),
+                       r"missing required column\(s\): amount \(mapped from 'amount'\).*Map each to your column "
+                       r"in \[columns\]"),
+    "no_rows": (lambda f: f.iloc[:0], r"no valid transactions to train on in .*: its tables have no rows"),
+    "day_first_timestamps": (lambda f: f.assign(timestamp=f["timestamp"].dt.strftime("%d/%m/%Y %H:%M:%S")),
+                             r"timestamp \(mapped from 'timestamp'\): '01/01/2026 \d\d:\d\d:\d\d' at row 0 is "
+                             r"not an ISO-8601 timestamp .* Set \[data\] timestamp_format"),
+}
+
+
+@pytest.mark.parametrize("problem", list(TRAINING_INPUT_PROBLEMS))
+def test_training_on_bad_or_too_little_data_exits_2_with_a_message_and_writes_nothing(tmp_path, tiny_sim, capsys,
+                                                                                       problem):
+    frame, config = tiny_sim
+    change, message = TRAINING_INPUT_PROBLEMS[problem]
+    data = tmp_path / "data"
+    data.mkdir()
+    if callable(change):
+        change(frame).to_parquet(data / "part-0.parquet", index=False)
+    elif change:
+        (data / change).write_text("not a table")
+    runs, registry = tmp_path / "runs", tmp_path / "registry"
+    runs.mkdir()  # a runs directory that exists already keeps only finished runs
+    code = main(["--config", str(config), "--registry", str(registry), "train", "--data", str(data),
+                 "--runs", str(runs), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert re.search(r"^error: " + message, err, re.MULTILINE), err
+    assert "Traceback" not in err and err.count("\nerror: ") + err.startswith("error: ") == 1
+    assert list(runs.iterdir()) == []
+    assert not registry.exists() or list(registry.rglob("*")) == []
 
 
 @pytest.mark.slow

@@ -127,3 +127,91 @@ def test_a_directory_of_partitions_and_missing_source(tmp_path, config):
     assert list(data["transaction_id"]) == list(frame["tx"])
     with pytest.raises(InputError, match="does not exist"):
         load_transactions(tmp_path / "nope", config)
+
+
+def _with_format(config, timestamp_format, label_time=None):
+    return config.model_copy(update={
+        "data": config.data.model_copy(update={"timestamp_format": timestamp_format}),
+        "columns": config.columns.model_copy(update={"label_time": label_time})})
+
+
+def _text(times, fmt):
+    return pd.to_datetime(times).dt.strftime(fmt)
+
+
+@pytest.mark.parametrize("fmt,example", [
+    ("%d/%m/%Y %H:%M", "01/02/2026 00:00"),   # day-first: read month-first this was 2 January
+    ("%-d.%-m.%Y %H:%M", "1.2.2026 00:00"),
+    ("%b %-d %Y", "Feb 1 2026"),
+])
+def test_text_timestamps_other_than_iso_stop_the_run_naming_the_column(tmp_path, config, fmt, example):
+    frame = good_rows()
+    frame["when"] = _text(frame["when"], fmt)
+    with pytest.raises(InputError) as err:
+        load_transactions(write(tmp_path, frame), config, quarantine_dir=tmp_path / "q")
+    message = str(err.value)
+    assert message.startswith(f"timestamp (mapped from 'when'): '{example}' at row 0 is not an ISO-8601 timestamp")
+    assert "Set [data] timestamp_format" in message and "Nothing was written" in message
+    assert not (tmp_path / "q").exists()
+
+
+def test_one_day_first_value_among_iso_ones_stops_the_run_at_its_row(tmp_path, config):
+    frame = good_rows()
+    # not dates (a lenient parser reads '12:30' as today and 't5' as year 1): bad rows, as before
+    frame.loc[[3, 4, 5], "when"] = ["not a date", "12:30", "t5"]
+    _, report = load_transactions(write(tmp_path, frame), config, quarantine_dir=tmp_path / "q")
+    assert report.reasons == {"timestamp: unparseable timestamp": 3}
+    frame.loc[130, "when"] = "02/01/2026"   # the third chunk of 64 rows
+    with pytest.raises(InputError, match=r"^timestamp \(mapped from 'when'\): '02/01/2026' at row 130 "):
+        load_transactions(write(tmp_path, frame), config, quarantine_dir=tmp_path / "q2")
+    assert not (tmp_path / "q2").exists()
+
+
+def test_label_times_other_than_iso_stop_the_run_too(tmp_path, config):
+    frame = good_rows().assign(reported=lambda f: _text(f["when"], "%d/%m/%Y"))
+    with pytest.raises(InputError, match=r"^label_time \(mapped from 'reported'\): '01/02/2026' at row 0 .*"
+                                         r"timestamp_format"):
+        load_transactions(write(tmp_path, frame), _with_format(config, "", "reported"), require_label=True,
+                          quarantine_dir=tmp_path / "q")
+
+
+def test_timestamp_format_reads_day_first_and_quarantines_what_does_not_match(tmp_path, config):
+    frame = good_rows().assign(reported=lambda f: pd.to_datetime(f["when"]) + pd.Timedelta(days=3))
+    expected = pd.to_datetime(frame["when"])
+    frame["when"] = _text(frame["when"], "%d/%m/%Y %H:%M")
+    frame["reported"] = _text(frame["reported"], "%d/%m/%Y %H:%M")
+    frame.loc[5, "when"] = "2026-02-01 00:35"       # ISO, but not the configured format
+    frame.loc[70, "reported"] = "02/01/2026"        # no time
+    fmt = "%d/%m/%Y %H:%M"
+    data, report = load_transactions(write(tmp_path, frame), _with_format(config, fmt, "reported"),
+                                     require_label=True, quarantine_dir=tmp_path / "q")
+    assert report.reasons == {f"timestamp: does not match timestamp_format '{fmt}'": 1,
+                              f"label_time: does not match timestamp_format '{fmt}'": 1}
+    kept = expected.drop([5, 70]).reset_index(drop=True)
+    assert (data["timestamp"] == kept).all()     # 01/02/2026 is 1 February, as configured
+    assert (data["label_time"] - data["timestamp"] == pd.Timedelta(days=3)).all()
+    quarantined = pd.read_csv(next((tmp_path / "q").glob("quarantine-*.csv")))
+    assert list(quarantined["_row"]) == [5, 70]
+
+
+@pytest.mark.parametrize("timestamp_format", ["", "%d/%m/%Y %H:%M"])
+def test_epoch_numbers_and_iso_text_read_as_before(tmp_path, config, timestamp_format):
+    frame = good_rows()
+    expected = pd.to_datetime(frame["when"])
+    epoch = frame.assign(when=(expected - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
+    data, _ = load_transactions(write(tmp_path, epoch, "parquet"), _with_format(config, timestamp_format),
+                                quarantine_dir=tmp_path / "q")
+    assert (data["timestamp"] == expected).all()
+    if not timestamp_format:
+        iso = frame.assign(when=[t.strftime(f) for t, f in zip(
+            expected, ["%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] * 50)])
+        iso.loc[0, "when"] = "2026-02-01"
+        iso.loc[1, "when"] = "2026-02-01T01:07:00+01:00"
+        data, report = load_transactions(write(tmp_path, iso), config, quarantine_dir=tmp_path / "q")
+        assert report.rows_bad == 0 and (data["timestamp"] == expected).all()
+
+
+def test_timestamp_format_must_be_a_strptime_format():
+    with pytest.raises(ValueError, match="timestamp_format 'dd/mm/yyyy' is not a strptime format"):
+        load_config(overrides={"data": {"timestamp_format": "dd/mm/yyyy"}})
+    assert load_config(overrides={"data": {"timestamp_format": "%d.%m.%Y %H:%M"}}).data.timestamp_format
