@@ -135,6 +135,13 @@ class _Prepared:
             self._entities[column] = (codes, len(uniques), _break_ties(perm, codes, self.t, self.ids), starts)
         return self._entities[column]
 
+    def sorted_t(self, df: pd.DataFrame, column: str) -> np.ndarray:
+        """Seconds in the entity's sorted order (``entity``'s rows); computed once."""
+        key = ("t", column)
+        if key not in self._entities:
+            self._entities[key] = self.t[self.entity(df, column)[2]]
+        return self._entities[key]
+
 
 @numba.njit(inline="always", nogil=True, error_model="numpy")
 def _window_start(t, j, i, bucket, nbuckets):
@@ -191,17 +198,37 @@ def _history_columns(perm, starts, t, amount, before_s, before_q, bucket, nbucke
 
 
 @numba.njit(**_JIT)
-def _seen_before_column(perm, starts, other, n_other, out):
-    """1 where the entity met this ``other`` (e.g. the card this terminal) on an earlier row.
+def _seen_before_column(perm, starts, t, other, n_other, window, out):
+    """1 where the entity met this ``other`` (e.g. the card this terminal) on an earlier row
+    at most ``window`` seconds before this one (``t`` in sorted order).
 
-    ``mark[o]`` holds the last group that met ``o``: O(n), with a table the size of the
-    other entity's vocabulary instead of a hash set per group."""
+    Rows are in (entity, time, tiebreak) order, so the last row of the group that met ``o``
+    is the pair's previous transaction: ``mark[o]`` holds that group and ``last[o]`` its
+    time. O(n), with tables the size of the other entity's vocabulary instead of a hash map
+    per group (and no sort by pair)."""
     mark = np.full(n_other, -1, dtype=np.int64)
+    last = np.empty(n_other, dtype=np.int64)
     for g in range(starts.shape[0] - 1):
         for i in range(starts[g], starts[g + 1]):
             o = other[i]
-            out[perm[i]] = 1.0 if mark[o] == g else 0.0
+            out[perm[i]] = 1.0 if mark[o] == g and t[i] - last[o] <= window else 0.0
             mark[o] = g
+            last[o] = t[i]
+
+
+@numba.njit(**_JIT)
+def _last_of_pair(starts, other, n_other):
+    """True on each group's last row with a given ``other`` (the card's latest transaction at
+    each terminal): the online state's ``seen`` mapping, built in bulk."""
+    mark = np.full(n_other, -1, dtype=np.int64)
+    last = np.zeros(other.shape[0], dtype=np.bool_)
+    for g in range(starts.shape[0] - 1):
+        for i in range(starts[g + 1] - 1, starts[g] - 1, -1):
+            o = other[i]
+            if mark[o] != g:
+                last[i] = True
+                mark[o] = g
+    return last
 
 
 @numba.njit(**_JIT)
@@ -228,7 +255,7 @@ def _entity_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, entit
     if not feats:
         return
     codes, n_groups, perm, starts = prep.entity(df, column)
-    t = prep.t[perm]
+    t = prep.sorted_t(df, column)
     amount = prep.amount[perm]
     before_s, before_q = _running_totals(starts, amount)
 
@@ -273,7 +300,8 @@ def _pair_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: di
     for f in spec.of(CARD_TERMINAL):
         _, _, perm, starts = prep.entity(df, CARD_ID)  # event order within each card
         term_codes, n_terms, _, _ = prep.entity(df, TERMINAL_ID)
-        _seen_before_column(perm, starts, term_codes[perm], n_terms, out[f.name])
+        _seen_before_column(perm, starts, prep.sorted_t(df, CARD_ID), term_codes[perm], n_terms,
+                            spec.history_window, out[f.name])
 
 
 def _row_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict) -> None:

@@ -7,6 +7,18 @@ before the window's first bucket with activity": the same numbers, added in the 
 order, as ``batch.build_features``. Old buckets are pruned on every update, so the state
 is bounded by the longest window.
 
+The card's state also keeps ``seen``: terminal token -> time the card last used it (a JSON
+object, in order of last use), for ``card_terminal_seen_before`` (1 when the card used
+this terminal at most ``history_window`` seconds before). Every update drops the entries
+older than the window and then, beyond ``MAX_SEEN_TERMINALS`` entries, the least recently
+used ones, so the card's document stays under about 35 KB whatever the card does (DynamoDB
+refuses items over 400 KB). The engines agree exactly for a card with fewer than
+``MAX_SEEN_TERMINALS`` distinct terminals in the window; beyond that (a card-testing
+burst) the oldest are forgotten and online may read 0 where batch reads 1: a deliberate
+bound on the state. A state written before ``seen`` had times holds a list of tokens
+without them; it is migrated on read by dropping it (the card's terminals read as unseen
+until used again, at most one window; ``load_history`` rebuilds it exactly).
+
 A transaction reads its card's and its terminal's state in one batched read, and writes
 both back in one transaction (``KeyValueStore.transact``: versioned conditional writes,
 all or nothing, retried on conflict) together with a record of the features it got. So a
@@ -47,6 +59,7 @@ APPLIED_TTL_S = 7 * 86400  # a retry later than this would count its transaction
 MAX_ATTEMPTS = 20
 LABEL_APPLIED_PREFIX = "label-applied#"
 LABEL_MARKER_TTL_S = 400 * 86400  # as long as labels are kept: a later duplicate must still find it
+MAX_SEEN_TERMINALS = 1000  # per card: about 30 bytes each in its state document
 
 
 def entity_key(keys: Pseudonymizer, kind: str, entity_id: str) -> str:
@@ -58,6 +71,22 @@ def entity_key(keys: Pseudonymizer, kind: str, entity_id: str) -> str:
 def _seen_token(keys: Pseudonymizer, terminal_id: str) -> str:
     """How a card's state remembers a terminal it has used."""
     return keys.digest(TERMINAL, terminal_id, 16)
+
+
+def _remember_terminal(seen: dict, token: str, t: int, now: int, window: int, cap: int) -> dict:
+    """``seen`` after the card used ``token`` at ``t`` (``now``: the card's clock): entries in
+    order of last use, none older than ``window`` before ``now``, at most ``cap`` of them."""
+    if seen.get(token, t) <= t:  # a late transaction moves no use backwards
+        seen.pop(token, None)
+        seen[token] = t
+    excess, drop = len(seen) - cap, []
+    for k, used in seen.items():  # oldest first: stops at the first entry kept
+        if len(drop) >= excess and now - used <= window:
+            break
+        drop.append(k)
+    for k in drop:
+        del seen[k]
+    return seen
 
 
 def to_epoch_seconds(value) -> int:
@@ -106,10 +135,11 @@ class OnlineFeatures:
     """Compute features for one transaction and fold it into the state."""
 
     def __init__(self, spec: FeatureSpec, store: KeyValueStore, ttl_seconds: float | None = None,
-                 keys: Pseudonymizer | None = None):
+                 keys: Pseudonymizer | None = None, max_seen_terminals: int = MAX_SEEN_TERMINALS):
         """``keys`` hashes card and terminal ids into state keys; without one, a random key
         for this instance (state written by it is then unreadable by any other)."""
         self.spec = spec
+        self.max_seen = max_seen_terminals
         self.store = store
         self.keys = keys or Pseudonymizer.ephemeral()
         self.ttl = ttl_seconds if ttl_seconds is not None else spec.history_window + 7 * 86400
@@ -201,16 +231,20 @@ class OnlineFeatures:
                 out[f.name] = count if agg == "count" else total if agg == "sum" else total / count
 
     def _card_step(self, old, t, amount, term_hash):
-        state = old or {**_empty_state(), "seen": []}
+        state = old or {**_empty_state(), "seen": {}}
+        seen = state.get("seen")
+        if not isinstance(seen, dict):  # a list from before seen had times: dropped (module docstring)
+            seen = {}
         out: dict[str, float] = {}
         self._window_values(state, self._card_windows, t, amount, out)
         for f in self._card_other:  # a late (out-of-order) transaction has no known previous one: missing
             out[f.name] = float(t - state["last"]) if state["last"] is not None and t >= state["last"] else NAN
+        used = seen.get(term_hash)  # pruned at the last update, not since: check the age
         for f in self._pair:
-            out[f.name] = float(term_hash in state["seen"])
+            out[f.name] = float(used is not None and t - used <= self.spec.history_window)
         self._advance(state, t, amount, self._card_grans)
-        if term_hash not in state["seen"]:
-            state["seen"].append(term_hash)
+        state["seen"] = _remember_terminal(seen, term_hash, t, state["last"], self.spec.history_window,
+                                           self.max_seen)
         return state, out
 
     def _terminal_step(self, old, t, amount):
@@ -269,7 +303,7 @@ class OnlineFeatures:
         """Write the state as it stands after ``history`` (transactions before ``as_of``,
         labels known before ``as_of``); returns the number of entities written."""
         as_of = None if as_of is None else to_epoch_seconds(as_of)
-        states = history_states(history, self.spec, as_of, self.keys)
+        states = history_states(history, self.spec, as_of, self.keys, self.max_seen)
         self.store.put_many(states, ttl_seconds=self.ttl)
         return len(states)
 
@@ -287,9 +321,11 @@ def _features_from_record(record: dict, names: list[str]) -> dict[str, float]:
 
 
 def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None,
-                   keys: Pseudonymizer) -> dict[str, dict]:
-    """Per-entity state after replaying ``history``, computed in bulk (same floats as replay)."""
-    from .batch import _Prepared, _running_totals
+                   keys: Pseudonymizer, max_seen: int = MAX_SEEN_TERMINALS) -> dict[str, dict]:
+    """Per-entity state after replaying ``history``, computed in bulk (same floats as replay,
+    and the same ``seen``: the card's latest use of each terminal within the window before
+    its last transaction, the ``max_seen`` most recent, in order of last use)."""
+    from .batch import _last_of_pair, _Prepared, _running_totals
 
     df = history
     if as_of is not None:
@@ -305,6 +341,12 @@ def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None,
         t, amount = prep.t[perm], prep.amount[perm]
         before_s, before_q = _running_totals(starts, amount)
         terms = df[TERMINAL_ID].to_numpy(dtype=object)[perm] if kind == CARD else None
+        if kind == CARD:  # rows of each card's latest use of a terminal, within the window
+            term_codes, n_terms, _, _ = prep.entity(df, TERMINAL_ID)
+            clock = np.repeat(t[starts[1:] - 1], np.diff(starts))  # the card's last time, per row
+            recent = np.flatnonzero(_last_of_pair(starts, term_codes[perm], n_terms)
+                                    & (clock - t <= spec.history_window))
+            recent_bounds = np.searchsorted(recent, starts)
         for g_idx in range(n_entities):
             lo, hi = starts[g_idx], starts[g_idx + 1]
             last = hi - 1
@@ -318,7 +360,8 @@ def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None,
                 state["snaps"][str(g)] = [[int(t[r] // g), int(r - lo), float(before_s[r]), float(before_q[r])]
                                           for r in rows]
             if kind == CARD:
-                state["seen"] = [_seen_token(keys, x) for x in dict.fromkeys(terms[lo:hi])]
+                rows = recent[recent_bounds[g_idx]:recent_bounds[g_idx + 1]][-max_seen:]
+                state["seen"] = {_seen_token(keys, terms[r]): int(t[r]) for r in rows}
             else:
                 state.update(ln=0, lf=0, lsnaps={})
             states[entity_key(keys, kind, ids[lo])] = state

@@ -16,6 +16,9 @@ Window semantics (identical on every path, and what makes bounded online state e
 - Label-based windows count labels whose label time (when the label became known) is
   strictly before the transaction and inside the bucket-aligned window. A label not yet
   known at the transaction's time is never used.
+- ``seen_before`` (card, terminal) is 1 when the card's previous transaction at this
+  terminal (earlier in the order above, so a same-second one counts) is at most
+  ``history_window`` seconds before this one, else 0; not bucket-aligned.
 """
 
 from __future__ import annotations

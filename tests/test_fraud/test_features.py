@@ -169,11 +169,135 @@ def test_online_replay_of_a_day_equals_batch(small_transactions, batch, spec):
 
 
 def test_online_state_is_bounded(small_transactions, spec):
+    from fraud.features.online import MAX_SEEN_TERMINALS
+
     store = InMemoryKeyValueStore()
     OnlineFeatures(spec, store).load_history(small_transactions)
     for _, item in store.scan("card#"):
         for width, snaps in item.value["snaps"].items():
             assert len(snaps) <= {"300": 12, "3600": 24, "86400": 30}[width]
+        seen, last = item.value["seen"], item.value["last"]
+        assert 0 < len(seen) <= MAX_SEEN_TERMINALS
+        assert all(0 <= last - used <= spec.history_window for used in seen.values())
+
+
+def _in_event_order(df):
+    from fraud.schema import epoch_seconds, tiebreak
+
+    order = np.lexsort((tiebreak(df["transaction_id"].to_numpy(object)), epoch_seconds(df["timestamp"])))
+    return df.iloc[order]
+
+
+def _online(df, spec, as_of=None, max_seen=None):
+    """Features of the rows at or after ``as_of`` through the online path (state before it
+    built in bulk), processed in event order; and the engine."""
+    kwargs = {} if max_seen is None else {"max_seen_terminals": max_seen}
+    engine = OnlineFeatures(spec, InMemoryKeyValueStore(), **kwargs)
+    rows = _in_event_order(df)
+    if as_of is not None:
+        engine.load_history(df, as_of=as_of)
+        cut = pd.Timestamp(as_of)
+        rows = rows.loc[rows["timestamp"] >= (cut if cut.tzinfo else cut.tz_localize("UTC"))]
+    got = {r["transaction_id"]: engine.process(r) for r in rows.to_dict("records")}
+    return pd.DataFrame.from_dict(got, orient="index")[spec.names], engine
+
+
+def test_a_terminal_is_seen_only_within_the_history_window_in_every_engine():
+    """card_terminal_seen_before: the card used this terminal at most history_window (30 d)
+    before; batch, Dask, online one by one and online from bulk state agree."""
+    import dask
+
+    from fraud.features.distributed import build_features_dask
+
+    df = _frame([
+        ("a", "2026-01-01 00:00:00", "c1", "m1", 10.0, 0, None),
+        ("b", "2026-01-01 00:00:00", "c1", "m1", 11.0, 0, None),   # same second: the tiebreak orders a, b
+        ("c", "2026-01-05 00:00:00", "c1", "m2", 12.0, 0, None),
+        ("d", "2026-01-31 00:00:00", "c1", "m1", 13.0, 0, None),   # exactly 30 d after a and b
+        ("e", "2026-02-10 00:00:00", "c1", "m2", 14.0, 0, None),   # 36 d after c: forgotten
+        ("f", "2026-03-02 00:00:01", "c1", "m1", 15.0, 0, None),   # 30 d + 1 s after d
+        ("g", "2026-03-02 00:00:01", "c2", "m1", 16.0, 0, None),   # another card
+        ("h", "2026-03-03 00:00:00", "c1", "m2", 17.0, 0, None),   # 21 d after e
+    ])
+    spec = FeatureSpec.default()
+    assert spec.history_window == 30 * 86400
+    batch = build_features(df, spec).set_index(df["transaction_id"])
+    seen = batch["card_terminal_seen_before"]
+    assert sorted(seen[["a", "b"]]) == [0, 1]
+    assert list(seen[["c", "d", "e", "f", "g", "h"]]) == [0, 1, 0, 0, 0, 1]
+    with dask.config.set(scheduler="synchronous"):
+        distributed = build_features_dask(df, spec, npartitions=2)
+    np.testing.assert_array_equal(distributed.loc[batch.index].to_numpy(), batch.to_numpy())
+    online, engine = _online(df, spec)
+    assert same(online.loc[batch.index], batch).all().all()
+    for cut in ("2026-02-01", "2026-03-02 00:00:01", "2026-03-03"):  # bulk state, then one by one
+        rest, _ = _online(df, spec, as_of=cut)
+        assert same(rest, batch.loc[rest.index]).all().all(), cut
+    # the state after the replay is the bulk state of all of it, in order of last use
+    bulk = history_seen(df, spec, engine)
+    assert list(bulk.items()) == list(engine.store.get(entity_key(engine.keys, "card", "c1")).value["seen"].items())
+    assert list(bulk.values()) == [int(pd.Timestamp(x).timestamp()) for x in ("2026-03-02 00:00:01", "2026-03-03")]
+
+
+def history_seen(df, spec, engine, card="c1", max_seen=None):
+    from fraud.features.online import MAX_SEEN_TERMINALS, history_states
+
+    states = history_states(df, spec, None, engine.keys, max_seen or MAX_SEEN_TERMINALS)
+    return states[entity_key(engine.keys, "card", card)]["seen"]
+
+
+def test_seen_terminals_are_capped_least_recently_used_first():
+    """Beyond the cap the least recently used terminal is forgotten (online reads 0 where
+    batch reads 1: the documented bound); the bulk state equals the replayed one."""
+    from fraud.features.online import _seen_token
+
+    rows = [(f"t{i}", f"2026-01-01 10:{i:02d}:00", "c1", term, 1.0, 0, None)
+            for i, term in enumerate(["m1", "m2", "m3", "m1", "m4", "m5", "m1", "m2", "m6", "m6"])]
+    df = _frame(rows)
+    spec = FeatureSpec.default()
+    batch = build_features(df, spec).set_index(df["transaction_id"])["card_terminal_seen_before"]
+    online, engine = _online(df, spec, max_seen=3)
+    online = online["card_terminal_seen_before"]
+    assert list(batch) == [0, 0, 0, 1, 0, 0, 1, 1, 0, 1]
+    assert list(online) == [0, 0, 0, 1, 0, 0, 1, 0, 0, 1]  # t7: m2 was evicted by m5 (cap 3)
+    stored = engine.store.get(entity_key(engine.keys, "card", "c1")).value["seen"]
+    assert list(stored) == [_seen_token(engine.keys, m) for m in ("m1", "m2", "m6")]
+    assert list(history_seen(df, spec, engine, max_seen=3).items()) == list(stored.items())
+    for cut in df["timestamp"].iloc[1:]:  # any bulk state, then one by one: the same features
+        rest, _ = _online(df, spec, as_of=cut, max_seen=3)
+        assert list(rest["card_terminal_seen_before"]) == list(online.loc[rest.index]), cut
+
+
+def test_a_seen_list_of_an_older_state_is_dropped_on_read():
+    """State written before ``seen`` had times holds a list of tokens: migrated by dropping
+    it (the terminals read as unseen once), never a crash."""
+    from fraud.features.online import _empty_state, _seen_token
+
+    spec = FeatureSpec.default()
+    engine = OnlineFeatures(spec, InMemoryKeyValueStore())
+    key = entity_key(engine.keys, "card", "c1")
+    engine.store.put(key, {**_empty_state(), "seen": [_seen_token(engine.keys, "m1")]})
+    txn = {"transaction_id": "x", "timestamp": "2026-03-01T10:00:00Z", "card_id": "c1", "terminal_id": "m1",
+           "amount": 5.0}
+    assert engine.process(txn)["card_terminal_seen_before"] == 0
+    assert engine.store.get(key).value["seen"] == {_seen_token(engine.keys, "m1"): 1772359200}
+
+
+def test_bulk_state_equals_replayed_state(small_transactions, spec):
+    """``load_history`` builds every card's state (``seen`` included) as replaying the
+    transactions one by one leaves it."""
+    start = small_transactions["timestamp"].min().normalize() + pd.Timedelta(days=38)
+    _, engine = replay(small_transactions, spec, start, hours=6)
+    bulk = OnlineFeatures(spec, InMemoryKeyValueStore(), keys=engine.keys)
+    bulk.load_history(small_transactions, as_of=start + pd.Timedelta(hours=6))
+    replayed = dict(engine.store.scan("card#"))
+    built = dict(bulk.store.scan("card#"))
+    assert replayed.keys() == built.keys() and len(built) > 1000
+    for key, item in built.items():
+        assert item.value == replayed[key].value
+        assert list(item.value["seen"].items()) == list(replayed[key].value["seen"].items())  # same order
+    assert sum(map(len, (item.value["seen"] for item in built.values()))) < \
+        small_transactions.groupby("card_id")["terminal_id"].nunique().sum()  # some aged out
 
 
 def test_dask_equals_single_process(small_transactions, batch, spec):
