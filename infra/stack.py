@@ -504,8 +504,8 @@ class FraudScoringStack(cdk.Stack):
                      "account-wide); the image pulls themselves are limited to the CDK container-assets repository.")
         ack(policy(self.training_task.execution_role), "IAM5[Resource::*]", ecr_token)
         ack(resource(self.training_task), "ECS2",
-            "The container environment holds only S3 URIs of the stack's data bucket and metrics settings, no "
-            "secret (the training job reads none).")
+            "The container environment holds only S3 URIs of the stack's data bucket, metrics settings and the ARN "
+            "of the hash-key secret (a name, not its value: the job reads the value from Secrets Manager).")
         ack(resource(self.schedule_dlq), "SQS3",
             "This queue is itself a dead-letter queue: the nightly schedules' target DLQ (set in the schedule's "
             "DeadLetterConfig, which cdk-nag does not follow), alarmed on when not empty.")
@@ -521,6 +521,7 @@ class FraudScoringStack(cdk.Stack):
                 "AmazonEC2ContainerServiceforEC2Role is the AWS-managed policy of ECS container instances (agent "
                 "registration, image pull, logs) that Batch's EC2 compute environment needs; the job's data access "
                 "is on GpuJobRole.")
+
 
 def _retention(days: int) -> logs.RetentionDays:
     options = {1: logs.RetentionDays.ONE_DAY, 7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS,

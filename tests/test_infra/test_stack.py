@@ -276,7 +276,7 @@ def _secret_readers(template) -> dict[str, list]:
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if any(a.startswith("secretsmanager:") for a in actions):
-                assert actions == ["secretsmanager:GetSecretValue"] or actions == "secretsmanager:GetSecretValue"
+                assert actions == ["secretsmanager:GetSecretValue"]
                 resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 out.setdefault(name.split("ServiceRole")[0].split("TaskRole")[0], []).extend(resources)
     return out
