@@ -3,11 +3,12 @@
     fraud train                 the nightly job on the embedded default (simulates data if absent)
     fraud train --data DIR --config my.toml     on your own transactions
     fraud simulate --days 180 --out data/transactions
-    fraud score-batch --input DAY --output scores.parquet [--history DIR] [--dask local]
+    fraud score-batch --input DAY --output scores.parquet --history DIR | --no-history [--dask local]
     fraud registry list | show VERSION
     fraud promote VERSION / fraud rollback VERSION
     fraud serve                 the scoring API under uvicorn, on the local registry
     fraud api-key create [--secret-arn ARN]     a new API key, printed once, its digest stored
+    fraud state load --history SRC [--since DATE] [--features-table NAME]   online feature state from history
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def cmd_score_batch(args) -> int:
     registry = ModelRegistry.open(args.registry or config.registry.uri)
     result = score_batch(args.input, args.output, config, registry, history_source=args.history,
                          chunk_rows=args.chunk_rows, dask=args.dask, progress=not args.no_progress,
-                         raw_card_ids=args.raw_card_ids)
+                         raw_card_ids=args.raw_card_ids, no_history=args.no_history)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -151,6 +152,35 @@ def cmd_api_key(args) -> int:
     where = args.secret_arn or getattr(store, "root", "")
     print(f"x-api-key: {key}")
     print(f"(shown once; only its SHA-256 digest was stored, in {where})", file=sys.stderr)
+    return 0
+
+
+def cmd_state_load(args) -> int:
+    """The online feature state from history, for the champion's spec, under the API's hash key."""
+    from fraud.io import load_transactions
+    from fraud.pseudonym import configured_pseudonymizer
+    from fraud.registry import ModelRegistry
+    from fraud.storage.kv import DynamoDBKeyValueStore, InMemoryKeyValueStore
+
+    from .state_load import load_state
+
+    config = _config(args)
+    endpoint = os.environ.get("FRAUD_AWS_ENDPOINT_URL")
+    keys = configured_pseudonymizer(endpoint)
+    registry = ModelRegistry.open(args.registry or config.registry.uri, endpoint, keys=keys)
+    bundle = registry.load_champion()
+    frame, _ = load_transactions(args.history, config, endpoint_url=endpoint)
+    table = args.features_table or os.environ.get("FRAUD_FEATURES_TABLE")
+    store = DynamoDBKeyValueStore(table, endpoint) if table else InMemoryKeyValueStore()
+    summary = load_state(frame, bundle.spec, store, keys, since=args.since, as_of=args.as_of, source=args.history,
+                         progress=not args.no_progress,
+                         extra={"model_version": bundle.metadata.get("version"), "table": table})
+    print("\n".join(summary.lines()))
+    if table:
+        print(f"loaded into DynamoDB table {table}")
+    else:
+        print("dry run: no --features-table (or $FRAUD_FEATURES_TABLE), so the state went to an in-memory store "
+              "that ends with this process; `fraud serve` warms its own from the local history")
     return 0
 
 
@@ -203,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score-batch", help="score a Parquet day with the champion model")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--history", help="transactions before the input, for the features (e.g. the training data)")
+    history = p.add_mutually_exclusive_group()
+    history.add_argument("--history", help="transactions before the input, for the card and terminal features "
+                                           "(e.g. the training data); required unless --no-history")
+    history.add_argument("--no-history", action="store_true",
+                         help="score the input on its own: every card's first transaction in it looks like its "
+                              "first ever (more reviews); the output counts the rows without card history")
     p.add_argument("--chunk-rows", type=int, default=50_000)
     p.add_argument("--dask")
     p.add_argument("--raw-card-ids", action="store_true",
@@ -227,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-arn", help="add it to this Secrets Manager secret (the stack's ApiKeysSecretArn "
                                         "output); default: the local secrets directory ($FRAUD_SECRETS_DIR, .fraud)")
     p.set_defaults(func=cmd_api_key)
+
+    p = sub.add_parser("state", help="load the online feature state from historical transactions and labels")
+    p.add_argument("action", choices=["load"])
+    p.add_argument("--history", required=True, help="transactions with labels: a directory, file or s3:// prefix")
+    p.add_argument("--since", help="first transaction date read (default: the champion's longest window, plus "
+                                   "one bucket, before the newest transaction)")
+    p.add_argument("--as-of", help="load transactions and labels before this time (default: all)")
+    p.add_argument("--features-table", help="DynamoDB table (default $FRAUD_FEATURES_TABLE; neither: a dry run "
+                                            "in memory); $FRAUD_AWS_ENDPOINT_URL for a local endpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_state_load)
 
     p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
     p.add_argument("--host", default="127.0.0.1")

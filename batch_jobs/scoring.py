@@ -26,6 +26,7 @@ from fraud.io import load_transactions
 from fraud.pseudonym import Pseudonymizer, configured_pseudonymizer
 from fraud.registry import ModelRegistry
 from fraud.schema import CARD_ID, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID
+from fraud.validation import InputError
 
 from .history import lookback, read_range
 
@@ -65,6 +66,12 @@ def score_frame(bundle: ModelBundle, frame: pd.DataFrame, features: pd.DataFrame
     return pd.concat([out, features.add_prefix("f_")], axis=1)
 
 
+def _without_history(features: pd.DataFrame) -> int | None:
+    """Rows whose card had no earlier transaction visible (time since previous is missing)."""
+    column = "card_seconds_since_previous"
+    return int(features[column].isna().sum()) if column in features else None
+
+
 def _card_column(cards: pd.Series, keys: Pseudonymizer | None) -> dict:
     if keys is None:
         return {CARD_ID: cards.to_numpy()}
@@ -74,11 +81,20 @@ def _card_column(cards: pd.Series, keys: Pseudonymizer | None) -> dict:
 
 def score_batch(input_path, output_path, config: FraudConfig, registry: ModelRegistry,
                 history_source=None, chunk_rows: int = 50_000, dask: str | None = None,
-                progress: bool = True, endpoint_url: str | None = None, raw_card_ids: bool = False) -> dict:
+                progress: bool = True, endpoint_url: str | None = None, raw_card_ids: bool = False,
+                no_history: bool = False) -> dict:
     """Score every transaction of ``input_path`` with the champion; returns counts.
 
-    The output names cards by their keyed token (the API's key, ``configured_pseudonymizer``),
-    not by id, unless ``raw_card_ids``: scored files get copied and shared."""
+    Without ``history_source`` the card and terminal features see only the input itself (a
+    card's first transaction of the day looks like its first ever), which floods review:
+    refused unless ``no_history`` says so; the result counts the rows scored without any
+    earlier transaction of their card. The output names cards by their keyed token (the
+    API's key, ``configured_pseudonymizer``), not by id, unless ``raw_card_ids``: scored
+    files get copied and shared."""
+    if history_source is None and not no_history:
+        raise InputError("score-batch needs the transactions before the input for the card and terminal features "
+                         "(--history DIR); without them every card looks new and far more transactions go to "
+                         "review. Pass --no-history to score the input on its own anyway.")
     version = registry.champion()
     if version is None:
         raise RuntimeError(f"no champion model in {registry.uri}; run `fraud train` first")
@@ -118,6 +134,10 @@ def score_batch(input_path, output_path, config: FraudConfig, registry: ModelReg
         tmp.unlink(missing_ok=True)
         raise
     result = {"output": str(output_path), "rows": len(frame), "model_version": version, "decisions": counts,
-              "invalid_rows": report.rows_bad}
+              "invalid_rows": report.rows_bad, "history": str(history_source) if history_source else None,
+              "rows_without_card_history": _without_history(features)}
+    if history_source is None:
+        log.warning("scored without history: %d of %d rows had no earlier transaction of their card",
+                    result["rows_without_card_history"], len(frame))
     log.info("scored %d transactions with model %s into %s: %s", len(frame), version, output_path, counts)
     return result

@@ -54,7 +54,7 @@ def test_second_night_compares_challenger_with_champion(nightly):
     assert len(versions) == 2
 
 
-def test_score_batch_command(nightly, small_sim_dir, tmp_path):
+def test_score_batch_command(nightly, small_sim_dir, tmp_path, capsys):
     root, config, _, _ = nightly
     day = sorted(small_sim_dir.iterdir())[-3]
     out = tmp_path / "scored.parquet"
@@ -80,9 +80,16 @@ def test_score_batch_command(nightly, small_sim_dir, tmp_path):
     assert pq.ParquetFile(out).num_row_groups >= len(raw) // 700  # streamed in chunks
     # with history the card features see the previous days; without, they cannot
     alone = tmp_path / "alone.parquet"
-    assert main(["--config", str(config), "--registry", str(root / "registry"), "score-batch", "--input", str(day),
-                 "--output", str(alone), "--no-progress"]) == 0
-    assert (pd.read_parquet(alone)["f_card_count_30d"].mean() < scored["f_card_count_30d"].mean())
+    without = ["--config", str(config), "--registry", str(root / "registry"), "score-batch", "--input", str(day),
+               "--output", str(alone), "--no-progress"]
+    assert main(without) == 2 and not alone.exists()  # no history is refused unless asked for
+    capsys.readouterr()
+    assert main(without + ["--no-history"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    no_history = pd.read_parquet(alone)
+    assert (no_history["f_card_count_30d"].mean() < scored["f_card_count_30d"].mean())
+    assert result["rows_without_card_history"] == int(no_history["f_card_seconds_since_previous"].isna().sum())
+    assert result["rows_without_card_history"] > 10 * int(scored["f_card_seconds_since_previous"].isna().sum())
 
 
 def test_bad_input_stops_the_job_and_writes_nothing(tmp_path, nightly):
