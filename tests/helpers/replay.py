@@ -11,12 +11,14 @@ from fraud.storage.kv import InMemoryKeyValueStore
 
 
 def replay(transactions: pd.DataFrame, spec: FeatureSpec, day_start: pd.Timestamp, store=None,
-           hours: float = 24):
-    """Load history before ``day_start``, then replay the next ``hours`` of transactions and
-    the labels that become known in them, in time order, through the online path."""
+           hours: float = 24, keys=None, load_history: bool = True):
+    """Load history before ``day_start`` (unless ``load_history`` is false: the store holds
+    it already, under ``keys``), then replay the next ``hours`` of transactions and the labels
+    that become known in them, in time order, through the online path."""
     day_end = day_start + pd.Timedelta(hours=hours)
-    engine = OnlineFeatures(spec, store or InMemoryKeyValueStore())
-    engine.load_history(transactions, as_of=day_start)
+    engine = OnlineFeatures(spec, store or InMemoryKeyValueStore(), keys=keys)
+    if load_history:
+        engine.load_history(transactions, as_of=day_start)
     day = transactions[(transactions["timestamp"] >= day_start) & (transactions["timestamp"] < day_end)]
     labels = transactions[(transactions["label_time"] >= day_start) & (transactions["label_time"] < day_end)]
     events = pd.concat([
