@@ -1,5 +1,6 @@
 """Scoring one transaction or a batch: idempotent per transaction id.
 
+    time within the clock skew, a scored currency    -> else 422 naming the field, nothing changed
     allow / block lists (one batched read)           -> override with its reason
     claim the transaction id (conditional write)     -> a retry replays the stored answer
     online features (state read + atomic update)     -> the same numbers as training
@@ -141,10 +142,12 @@ class ScoringService:
         return self.score_many([txn], request_id)[0]
 
     def score_many(self, txns: list[Transaction], request_id: str) -> list[ScoreResponse]:
-        """Score in order: every id is claimed (or its stored answer found) before any state
-        changes, so a refused request (an id reused with other content, one in progress
-        elsewhere) changes nothing; then features, which are sequential (each updates the
-        state the next reads); then the model, once on all new rows."""
+        """Score in order. First the fields no answer should be given for (a time beyond the
+        clock skew, a currency nobody converts: ``RefusedField``); then every id is claimed
+        (or its stored answer found) before any state changes, so a refused request (an id
+        reused with other content, one in progress elsewhere) changes nothing; then features,
+        which are sequential (each updates the state the next reads); then the model, once
+        on all new rows."""
         bundle, version = self.holder.current()
         amounts = [self._checked_amount(i, txn, bundle) for i, txn in enumerate(txns)]
         results: list[ScoreResponse | None] = [None] * len(txns)
