@@ -115,14 +115,19 @@ def cmd_score_batch(args) -> int:
 
 
 def cmd_registry(args) -> int:
-    from fraud.registry import ModelRegistry
+    from fraud.registry import ModelRegistry, RegistryError
 
     registry = ModelRegistry.open(args.registry or _config(args).registry.uri)
-    if args.action == "list":
+    if args.action == "list":  # a version the registry refuses is listed with why, not hidden
         champion = registry.champion()
         for version in registry.versions():
-            m = registry.manifest(version)
-            print(f"{'*' if version == champion else ' '} {version}  {m.get('model_kind', '?'):22s} {m['created_at']}")
+            mark = "*" if version == champion else " "
+            try:
+                m = registry.manifest(version)
+            except RegistryError as exc:
+                print(f"{mark} {version}  refused: {exc}")
+                continue
+            print(f"{mark} {version}  {m.get('model_kind', '?'):22s} {m['created_at']}")
         return 0
     print(json.dumps({"manifest": registry.manifest(args.version),
                       "metrics": {k: v for k, v in registry.read_json(args.version, "metrics.json").items()

@@ -110,7 +110,7 @@ def _stores(kind, tmp_path, moto_server=None):
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
-def test_crafted_or_rewritten_manifests_are_refused(kind, tmp_path, small_training, request, monkeypatch):
+def test_crafted_or_rewritten_manifests_are_refused(kind, tmp_path, small_training, request, monkeypatch, capsys):
     """Whoever can write to the registry but lacks the key cannot swap what is served, and no
     manifest, even a correctly signed one, makes the loader write outside its directory."""
     from batch_jobs.cli import main
@@ -151,5 +151,8 @@ def test_crafted_or_rewritten_manifests_are_refused(kind, tmp_path, small_traini
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto)
     assert main(["--registry", registry_arg, "promote", first, "--reason", "crafted"]) == 2
     assert not outside.exists()
+    capsys.readouterr()
+    assert main(["--registry", registry_arg, "registry", "list"]) == 0  # listed with why it is refused
+    assert f"{first}  refused: model version {first}: file name" in capsys.readouterr().out
     with pytest.raises(RegistryError, match="not a plain name"):
         reg.manifest("../../escape")
