@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fraud.features.online import OnlineFeatures, _add_label_states, history_states
+from fraud.features.online import STATE_WATERMARK_KEY, OnlineFeatures, _add_label_states, history_states
 from fraud.features.spec import FeatureSpec
 from fraud.pseudonym import Pseudonymizer
 from fraud.schema import CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP
@@ -38,7 +38,7 @@ from fraud.validation import InputError
 
 from .history import lookback
 
-WATERMARK_KEY = "state-watermark"
+WATERMARK_KEY = STATE_WATERMARK_KEY
 CHUNK_ITEMS = 25  # one BatchWriteItem
 
 

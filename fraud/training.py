@@ -214,7 +214,11 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     bundle = ModelBundle(model, calibrator, thresholds, spec,
                          metadata={"winner": winner, "gamma": gamma, "alpha": alpha,
                                    "trained_on": split.folds[0].train.to_dict(), "as_of": split.as_of.isoformat(),
-                                   "currency": config.data.currency, "amount_range": _amount_range(data.amount)})
+                                   "currency": config.data.currency, "amount_range": _amount_range(data.amount),
+                                   # the share of transactions the thresholds send to review (test window):
+                                   # the API's review-volume alarm compares live traffic with it
+                                   "expected_review_share": test_outcome.reviews_per_day * test.n_days()
+                                   / max(len(test.label), 1)})
     log.info("winner %s (gamma %s, alpha %s): test AP %.4f, recall at thresholds %.3f, %.1f reviews/day",
              winner, gamma, alpha, summary["test"]["average_precision"], test_outcome.recall,
              test_outcome.reviews_per_day)

@@ -47,6 +47,9 @@ class StageConfig:
     alarm_email: str | None = None
     api_key_secret_arn: str | None = None  # an existing secret of API-key digests (default: the stack makes one)
     recall_slo: float = 0.7
+    state_max_age_hours: float = 48.0     # older feature state (watermark): the fallback policy decides
+    review_rate_multiple: float = 3.0     # alarm when the hour's review share exceeds this x the expected
+    review_rate_min_decisions: int = 200  # ... over at least this many decisions (no alarm on a quiet hour)
     latency_p99_ms: float = 250.0
     error_rate_threshold: float = 0.01
     log_retention_days: int = 14

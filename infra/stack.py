@@ -68,7 +68,7 @@ ACCESS_LOG_RETENTION_DAYS = 400
 # PutItem, BatchGetItem is an action of its own). Scoring: claims and stored answers
 # (idempotency), the card/terminal state (features), review outbox, lists, feedback.
 SCORING_TABLE_ACTIONS = {
-    "features": ("BatchGetItem", "PutItem"),
+    "features": ("BatchGetItem", "GetItem", "PutItem"),  # GetItem: the state's watermark
     "idempotency": ("GetItem", "PutItem", "DeleteItem"),
     "outbox": ("PutItem", "Query"),
     "lists": ("BatchGetItem", "GetItem", "PutItem", "DeleteItem"),
@@ -198,6 +198,7 @@ class FraudScoringStack(cdk.Stack):
                "FRAUD_REVIEW_QUEUE_URL": self.review_queue.queue_url, "FRAUD_METRICS": "emf",
                "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE, "FRAUD_SERVICE_NAME": SERVICE,
                "FRAUD_RECALL_SLO": str(c.recall_slo), "FRAUD_MAX_BATCH": str(c.api_max_batch),
+               "FRAUD_STATE_FALLBACK": "review", "FRAUD_STATE_MAX_AGE_S": str(int(c.state_max_age_hours * 3600)),
                "POWERTOOLS_SERVICE_NAME": SERVICE,
                "FRAUD_API_KEY_SECRET_ARN": self.api_keys_secret.secret_arn,
                "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn,
@@ -427,6 +428,25 @@ class FraudScoringStack(cdk.Stack):
                                               statistic="Sum", period=cdk.Duration.hours(26),
                                               dimensions_map={"service": "fraud-training"}),
                                     1, LT, missing=cw.TreatMissingData.BREACHING),
+            "state": self._alarm("ScoringOnEmptyOrStaleState",
+                                 "Transactions are decided by the fallback policy: the feature state is empty or "
+                                 "older than its limit. Runbook: README 'Alarms' (load the state).",
+                                 cw.MathExpression(expression="empty + stale", period=cdk.Duration.minutes(5),
+                                                   using_metrics={s: self._metric("StateFallback", State=s)
+                                                                  for s in ("empty", "stale")}), 0, GT),
+            "review_volume": self._alarm(
+                "ReviewVolumeAboveExpected",
+                f"Over the last hour the share of transactions sent to review is more than {c.review_rate_multiple}x "
+                "the share the thresholds were chosen for: broken features (empty state, a schema change) flood "
+                "the reviewers first. Runbook: README 'Alarms'.",
+                cw.MathExpression(
+                    expression=f"IF(approve + review + decline >= {c.review_rate_min_decisions}, "
+                               "(review / (approve + review + decline)) / MAX([expected, 0.000001]), 0)",
+                    period=cdk.Duration.hours(1),
+                    using_metrics={**{d: self._metric("Decisions", period_min=60, Decision=d)
+                                      for d in ("approve", "review", "decline")},
+                                   "expected": self._metric("ExpectedReviewShare", "Average", 60)}),
+                c.review_rate_multiple, GT),
             "training_dlq": self._alarm("TrainingScheduleFailures", "The scheduler could not start the training task.",
                                         self.schedule_dlq.metric_approximate_number_of_messages_visible(
                                             period=cdk.Duration.minutes(5), statistic="Maximum"), 0, GT),

@@ -123,11 +123,12 @@ def create_app(container: Container) -> FastAPI:
     async def mismatch(request: Request, exc: PayloadMismatch):
         return JSONResponse({"detail": str(exc), "request_id": request.state.request_id}, status_code=422)
 
-    @app.get("/v1/health", response_model=Health, tags=["operations"])
+    @app.get("/v1/health", response_model=Health, response_model_exclude_none=True, tags=["operations"])
     def health(c: Container = Depends(get_container)) -> Health:
         pending = c.router.pending_count()
+        state = c.coverage.current() if c.settings.state_fallback != "off" else None
         return Health(status="ok" if pending == 0 else "degraded", model_version=c.holder.current()[1],
-                      outbox_pending=pending)
+                      outbox_pending=pending, state=state)
 
     @app.get("/v1/model", response_model=ModelInfo, dependencies=[Depends(api_key)], tags=["operations"])
     def model(c: Container = Depends(get_container)) -> ModelInfo:

@@ -11,12 +11,13 @@ import sys
 from dataclasses import dataclass
 
 from fraud.config import load_config
-from fraud.features.online import OnlineFeatures
+from fraud.features.online import STATE_WATERMARK_KEY, OnlineFeatures
 from fraud.registry import ModelRegistry
 from fraud.storage.kv import DynamoDBKeyValueStore, InMemoryKeyValueStore, KeyValueStore
 from fraud.storage.metrics import EMFMetricsSink, InMemoryMetricsSink, MetricsSink, NullMetricsSink
 from fraud.storage.queue import InMemoryQueue, MessageQueue, SQSQueue
 
+from .coverage import StateCoverage
 from .feedback import FeedbackService
 from .model_holder import ModelHolder
 from .review import ReviewRouter
@@ -42,6 +43,7 @@ class Container:
     scoring: ScoringService
     feedback: FeedbackService
     api_keys: ApiKeyChecker
+    coverage: StateCoverage
 
 
 def _store(settings: Settings, table: str) -> KeyValueStore:
@@ -77,15 +79,17 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
     telemetry = Telemetry(sink)
     router = ReviewRouter(queue, stores["outbox"], telemetry, drain_queue=drain_queue, lease_s=settings.outbox_lease_s)
     overrides = Overrides(stores["lists"], keys)
+    coverage = StateCoverage(stores["features"], settings.state_max_age_s)
     scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry, keys,
-                             settings.in_progress_timeout_s, settings.max_clock_skew_s, settings.currency_rates)
+                             settings.in_progress_timeout_s, settings.max_clock_skew_s, settings.currency_rates,
+                             coverage if settings.state_fallback != "off" else None, settings.state_fallback)
     feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
                                settings.feedback_window_days, settings.recall_slo)
     if settings.history_path and settings.backend == "local":
         entities = warm_from_history(online, settings.history_path, settings.config_path)
         log.info("feature state warmed from %s: %d cards and terminals", settings.history_path, entities)
     return Container(settings, holder, online, stores, queue, sink, telemetry, router, overrides, scoring, feedback,
-                     ApiKeyChecker(settings, secrets))
+                     ApiKeyChecker(settings, secrets), coverage)
 
 
 def warm_from_history(online: OnlineFeatures, source: str, config_path: str | None) -> int:
@@ -98,5 +102,7 @@ def warm_from_history(online: OnlineFeatures, source: str, config_path: str | No
     frame, _ = load_transactions(source, config)
     if not len(frame):
         return 0
-    since = frame["timestamp"].max() - pd.Timedelta(days=35)
-    return online.load_history(frame[frame["timestamp"] >= since])
+    newest = frame["timestamp"].max()
+    entities = online.load_history(frame[frame["timestamp"] >= newest - pd.Timedelta(days=35)])
+    online.store.put(STATE_WATERMARK_KEY, {"transactions_until": newest.isoformat(), "source": str(source)})
+    return entities

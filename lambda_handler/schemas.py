@@ -127,10 +127,18 @@ class ListEntry(ListItem):
     reason: str = Field(min_length=1, max_length=256)
 
 
+class StateInfo(BaseModel):
+    status: Literal["fresh", "stale", "empty"]
+    transactions_until: str | None = None
+    age_hours: float | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     model_version: str
     outbox_pending: int
+    state: StateInfo | None = Field(None, description="the feature state's coverage, where the fallback policy "
+                                                      "is on (FRAUD_STATE_FALLBACK)")
 
 
 class ModelInfo(BaseModel):

@@ -96,7 +96,9 @@ class ScoringService:
     def __init__(self, holder: ModelHolder, online: OnlineFeatures, idempotency: KeyValueStore,
                  overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, keys: Pseudonymizer,
                  in_progress_timeout_s: float = 30, max_clock_skew_s: float = 300,
-                 currency_rates: dict[str, float] | None = None):
+                 currency_rates: dict[str, float] | None = None, coverage=None, fallback: str = "off"):
+        """``coverage`` (a ``StateCoverage``) and ``fallback``: what decides while the feature
+        state is empty or stale (see ``Settings.state_fallback``); no coverage: the model."""
         self.holder = holder
         self.online = online
         self.idempotency = idempotency
@@ -107,6 +109,8 @@ class ScoringService:
         self.in_progress_timeout_s = in_progress_timeout_s
         self.max_clock_skew_s = max_clock_skew_s
         self.currency_rates = dict(currency_rates or {})  # 1 unit of the key = this many of the model's
+        self.coverage = coverage
+        self.fallback = fallback
 
     # -- idempotency ---------------------------------------------------------------------
     def _claim(self, txn: Transaction, digest: str):
@@ -190,6 +194,17 @@ class ScoringService:
                                                   f"amounts, and FRAUD_CURRENCY_RATES has no rate for {txn.currency}")
         return txn.amount * self.currency_rates[txn.currency]
 
+    def _fallback(self, p: float, bundle, state: dict) -> tuple[str, str]:
+        """The decision while the feature state is empty or stale: the features then describe
+        every card as new, so the model's score is not what its thresholds were chosen for."""
+        self.telemetry.state_fallback(state["status"])
+        why = (f"feature state is {state['status']} (history until {state['transactions_until']}): "
+               f"fallback policy '{self.fallback}'")
+        if self.fallback == "rules":
+            return "approve", why + ": only the allow/block lists decide"
+        decision = "review" if p >= bundle.thresholds.decline else "approve"
+        return decision, why + ": nothing declined, scores at or above the decline threshold reviewed"
+
     def _model(self, fresh, bundle, version, request_id, results) -> None:
         frame = bundle.matrix_from_records([f for *_, f, _ in fresh])
         probs = bundle.predict_proba(frame)
@@ -197,6 +212,7 @@ class ScoringService:
         reasons = bundle.reasons(frame, exact=False)
         largest = bundle.metadata.get("amount_range", {}).get("max")
         currency = bundle.metadata.get("currency", "")
+        state = self.coverage.current() if self.coverage is not None else {"status": "fresh"}
         for (i, txn, claim, digest, features, override), p, decision, why in zip(fresh, probs, decisions, reasons):
             decision, policy_reason = str(decision), None
             amount = features.get("amount", txn.amount)
@@ -204,6 +220,8 @@ class ScoringService:
                 decision = "review"  # beyond what the model has seen, its score says nothing: a person decides
                 policy_reason = (f"amount {amount:,.2f} {currency} is above the largest the model was trained on "
                                  f"({largest:,.2f} {currency}): sent to review")
+            if state["status"] != "fresh":
+                decision, policy_reason = self._fallback(float(p), bundle, state)
             if override is not None:
                 decision, policy_reason = ("decline" if override.list == "block" else "approve"), None
             response = ScoreResponse(transaction_id=txn.transaction_id, probability=float(p), decision=decision,
@@ -220,7 +238,7 @@ class ScoringService:
                 "state": "done", "digest": digest, "response": stored, "terminal_id": txn.terminal_id,
                 "probability": float(p), "decision": decision, "amount": amount,
                 "timestamp": txn.timestamp.isoformat()}, expected_version=claim, ttl_seconds=RECORD_TTL_S)
-            self.telemetry.decision(decision, float(p), version)
+            self.telemetry.decision(decision, float(p), version, bundle.metadata.get("expected_review_share"))
             log.info("scored %s card=%s p=%.4f decision=%s model=%s", txn.transaction_id,
                      self.keys.card_token(txn.card_id), p, decision, version)
             results[i] = response

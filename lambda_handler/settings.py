@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     recall_slo: float = Field(0.7, ge=0, le=1)
     feedback_window_days: int = Field(7, gt=0)
 
+    # the feature state's coverage (the watermark `fraud state load` writes): with none, or one
+    # older than state_max_age_s, answers follow state_fallback and say so. "review": nothing is
+    # declined, a score at or above the model's decline threshold goes to review, the rest is
+    # approved; "rules": only the allow/block lists decide; "off": the model as usual. The CDK
+    # app sets "review"; off by default for local use, where the state lives in memory.
+    state_fallback: str = Field("off", pattern="^(off|review|rules)$")
+    state_max_age_s: float = Field(2 * 86400, gt=0)
+
     history_path: str | None = None  # local only: warm the in-memory feature state from this data
 
 

@@ -10,6 +10,7 @@ frauds missed on approved transactions, the hard-example rate, and ``RecallBelow
 from __future__ import annotations
 
 import threading
+import time
 
 from fraud.storage.metrics import MetricsSink
 
@@ -30,6 +31,7 @@ class Telemetry:
         self.sink = sink
         self._cold = True
         self._lock = threading.Lock()
+        self._expected_due = 0.0
 
     def cold_start(self) -> None:
         with self._lock:
@@ -42,9 +44,20 @@ class Telemetry:
                        "Errors": (1 if status >= 500 else 0, "Count"),
                        "ClientErrors": (1 if 400 <= status < 500 else 0, "Count")}, {"Endpoint": endpoint})
 
-    def decision(self, decision: str, probability: float, model_version: str) -> None:
+    def decision(self, decision: str, probability: float, model_version: str,
+                 expected_review_share: float | None = None) -> None:
         self.sink.put({"Decisions": (1, "Count")}, {"Decision": decision})
         self.sink.put({"Scores": (1, "Count")}, {"ScoreBucket": score_bucket(probability)})
+        if expected_review_share is not None and time.monotonic() >= self._expected_due:
+            # the review share the thresholds were chosen for, once a minute: the review-volume
+            # alarm divides the live share of Decisions by it (a flood of reviews is the first
+            # symptom of broken features)
+            self._expected_due = time.monotonic() + 60
+            self.sink.put({"ExpectedReviewShare": (expected_review_share, "None")})
+
+    def state_fallback(self, status: str) -> None:
+        """A transaction decided by the fallback policy (feature state empty or stale)."""
+        self.sink.put({"StateFallback": (1, "Count")}, {"State": status})
 
     def review_send_failed(self) -> None:
         self.sink.put({"ReviewSendFailures": (1, "Count")})

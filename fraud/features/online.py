@@ -59,6 +59,7 @@ APPLIED_TTL_S = 7 * 86400  # a retry later than this would count its transaction
 MAX_ATTEMPTS = 20
 LABEL_APPLIED_PREFIX = "label-applied#"
 LABEL_MARKER_TTL_S = 400 * 86400  # as long as labels are kept: a later duplicate must still find it
+STATE_WATERMARK_KEY = "state-watermark"  # what transactions and labels a bulk-loaded state reflects
 MAX_SEEN_TERMINALS = 1000  # per card: about 30 bytes each in its state document
 
 

@@ -268,6 +268,13 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         review_version = registry.publish(dataclasses.replace(small_training.bundle,
                                                               thresholds=Thresholds(review=0.0, decline=2.0)))
         registry.promote(review_version, "send everything to review")
+        # the deployment step before traffic: the feature state loaded from history (README)
+        loaded = _run(["-m", "batch_jobs.cli", "--registry", f"s3://{BUCKET}/registry", "state", "load",
+                       "--history", f"s3://{BUCKET}/transactions", "--features-table", scoring.env["FRAUD_FEATURES_TABLE"],
+                       "--no-progress"],
+                      {**operator, "FRAUD_HASH_KEY_SECRET_ARN": scoring.env["FRAUD_HASH_KEY_SECRET_ARN"],
+                       "FRAUD_AWS_ENDPOINT_URL": moto.endpoint}, 300, work)
+        assert "watermark" in loaded.stdout
 
         # -- the API, as the scoring function ---------------------------------------------------
         log = tmp_path / "scoring-calls.jsonl"
@@ -276,13 +283,16 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         with open(server_log, "w") as out:
             server = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "lambda_handler.app:app", "--port", str(port)],
-                env=scoring.run_env(moto, log, FRAUD_CHAMPION_RECHECK_S="1"), cwd=work, stdout=out,
+                # the simulated history ends in February: its state counts as fresh for ten years here
+                env=scoring.run_env(moto, log, FRAUD_CHAMPION_RECHECK_S="1", FRAUD_STATE_MAX_AGE_S=str(10 * 365 * 86400)),
+                cwd=work, stdout=out,
                 stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_for(lambda: httpx.get(f"{base}/v1/health").status_code == 200, 90, "the API")
             api = httpx.Client(base_url=base, headers={"x-api-key": api_key}, timeout=30)
             assert httpx.get(f"{base}/v1/model").status_code == 401
+            assert httpx.get(f"{base}/v1/health").json()["state"]["status"] == "fresh"  # FRAUD_STATE_FALLBACK is on
             assert api.get("/v1/model").json()["version"] == review_version
 
             def txn(i, card=None):

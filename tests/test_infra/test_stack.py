@@ -151,6 +151,19 @@ def test_alarms_with_sns_and_dashboard(dev):
     training = by_name["fraud-dev-NightlyTrainingMissing"]
     assert training["TreatMissingData"] == "breaching" and training["MetricName"] == "TrainingRunSucceeded"
     assert "fraud-dev-TrainingScheduleFailures" in by_name
+    # the feature state: answers by the fallback policy alarm; a review flood against the expected share
+    state = by_name["fraud-dev-ScoringOnEmptyOrStaleState"]
+    assert [m["Expression"] for m in state["Metrics"] if "Expression" in m] == ["empty + stale"]
+    assert {d["Value"] for m in state["Metrics"] if "MetricStat" in m for d in m["MetricStat"]["Metric"]["Dimensions"]
+            if d["Name"] == "State"} == {"empty", "stale"}
+    volume = by_name["fraud-dev-ReviewVolumeAboveExpected"]
+    expression = next(m["Expression"] for m in volume["Metrics"] if "Expression" in m)
+    assert expression.startswith("IF(approve + review + decline >= 200, (review / (approve + review + decline))")
+    assert volume["Threshold"] == 3.0 and volume["ComparisonOperator"] == "GreaterThanThreshold"
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in volume["Metrics"] if "MetricStat" in m} == {
+        "Decisions", "ExpectedReviewShare"}
+    dev.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "fraud-dev-score", "Environment": {
+        "Variables": Match.object_like({"FRAUD_STATE_FALLBACK": "review", "FRAUD_STATE_MAX_AGE_S": "172800"})}})
     for props in by_name.values():
         assert props["AlarmActions"] == [{"Ref": Match.string_like_regexp("AlarmTopic")}] or \
             "AlarmTopic" in json.dumps(props["AlarmActions"])
