@@ -75,6 +75,9 @@ SCORING_TABLE_ACTIONS = {
     "feedback": ("BatchGetItem", "GetItem", "PutItem"),
 }
 DRAIN_TABLE_ACTIONS = {"outbox": ("PutItem", "Query")}
+# fraud state load: the watermark off (DeleteItem), the state in batches (BatchWriteItem), the
+# watermark on (an unconditional put reads the item's version first: GetItem, PutItem)
+STATE_LOAD_TABLE_ACTIONS = ("BatchWriteItem", "DeleteItem", "GetItem", "PutItem")
 TAGGED_TABLES = ("outbox",)
 TAG_INDEX = "by-tag"  # fraud.storage.kv.TAG_INDEX (infra imports none of the runtime)
 
@@ -334,6 +337,7 @@ class FraudScoringStack(cdk.Stack):
                            environment=self._training_env(), essential=True,
                            logging=ecs.LogDrivers.aws_logs(stream_prefix="nightly", log_group=log_group))
         self._grant_training(task.task_role)
+        self.state_load_task = self._state_load_task(log_group)
         dlq = sqs.Queue(self, "TrainingScheduleDLQ", queue_name=f"{c.prefix}-training-schedule-dlq",
                         encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
                         retention_period=cdk.Duration.days(14))
@@ -345,6 +349,38 @@ class FraudScoringStack(cdk.Stack):
                                       schedule=scheduler.ScheduleExpression.expression(c.training_schedule),
                                       target=target, description="Nightly: train, gate, promote, report")
         return task, schedule, dlq
+
+    def _state_load_task(self, log_group: logs.LogGroup) -> ecs.FargateTaskDefinition:
+        """`fraud state load` as a one-off task of the training image (`aws ecs run-task`, README
+        'Loading the feature state'): the data lake's history into the features table, for the
+        champion's spec, under the API's hash key; exactly the calls it makes (tested as deployed)."""
+        c = self.config
+        task = ecs.FargateTaskDefinition(self, "StateLoadTask", cpu=c.training_cpu,
+                                         memory_limit_mib=c.training_memory_mb, family=f"{c.prefix}-state-load")
+        features = self.tables["features"]
+        task.add_container(
+            "state-load", image=ecs.ContainerImage.from_docker_image_asset(self.training_image), essential=True,
+            command=["state", "load", "--history", f"s3://{self.bucket.bucket_name}/{DATA_PREFIX}",
+                     "--features-table", features.table_name, "--no-progress"],
+            environment={"FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
+                         "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn},
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="state-load", log_group=log_group))
+        role = task.task_role
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadHistoryAndChampion", actions=["s3:GetObject"],
+            resources=[self.bucket.arn_for_objects(f"{DATA_PREFIX}/*"),
+                       self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListHistory", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}/*"]}}))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="WriteFeatureState", actions=[f"dynamodb:{a}" for a in STATE_LOAD_TABLE_ACTIONS],
+            resources=[features.table_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadHashKey", actions=["secretsmanager:GetSecretValue"], resources=[self.hash_key_secret.secret_arn]))
+        cdk.CfnOutput(self, "StateLoadTaskDefinition", value=task.task_definition_arn,
+                      description="aws ecs run-task --task-definition <this> (README: loading the feature state)")
+        return task
 
     def _gpu_training(self) -> batch.JobQueue:
         """AWS Batch on EC2 GPU instances (Fargate has no GPUs) for the CuPy training path."""
@@ -523,6 +559,11 @@ class FraudScoringStack(cdk.Stack):
         ecr_token = ("ecr:GetAuthorizationToken supports no resource-level permissions (the registry token is "
                      "account-wide); the image pulls themselves are limited to the CDK container-assets repository.")
         ack(policy(self.training_task.execution_role), "IAM5[Resource::*]", ecr_token)
+        object_prefixes(self.state_load_task.task_role, DATA_PREFIX, REGISTRY_PREFIX)
+        ack(policy(self.state_load_task.execution_role), "IAM5[Resource::*]", ecr_token)
+        ack(resource(self.state_load_task), "ECS2",
+            "The container environment holds the registry's S3 URI and the ARN of the hash-key secret (a name, "
+            "not its value: the task reads the value from Secrets Manager), no secret.")
         ack(resource(self.training_task), "ECS2",
             "The container environment holds only S3 URIs of the stack's data bucket, metrics settings and the ARN "
             "of the hash-key secret (a name, not its value: the job reads the value from Secrets Manager).")

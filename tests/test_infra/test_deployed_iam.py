@@ -3,6 +3,7 @@ and the IAM policies come from the synthesized template; the code runs as each d
 principal against moto's server with IAM enforcement on.
 
     nightly job (first night, empty registry)  as the training task role
+    fraud state load (the one-off task)        as the state-load task role
     scoring API under uvicorn                  as the scoring function role
       API key made by `fraud api-key create`, score, replay, batch, lists, feedback,
       review messages, champion reload
@@ -58,6 +59,7 @@ FAILURE_PATH_GRANTS = {
     },
     "drain": set(),
     "training": set(),
+    "state_load": set(),
 }
 
 
@@ -168,6 +170,7 @@ class Principal:
     statements: list[dict]     # exactly as synthesized (resolved)
     env: dict                  # the function's / task's environment as synthesized (resolved)
     creds: dict
+    command: list | None = None  # a task's container command as synthesized (resolved)
 
     def run_env(self, moto: Moto, call_log: Path, **extra) -> dict:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAUD_"))}
@@ -183,6 +186,8 @@ def _principals(moto: Moto, template: dict, resolve: iam.Resolver) -> dict[str, 
     drain_fn = _logical(template, "AWS::Lambda::Function", "FunctionName", "fraud-dev-outbox-drain")
     task = _logical(template, "AWS::ECS::TaskDefinition", "Family", "fraud-dev-nightly-training")
     container = resources[task]["Properties"]["ContainerDefinitions"][0]
+    state_task = _logical(template, "AWS::ECS::TaskDefinition", "Family", "fraud-dev-state-load")
+    state_container = resources[state_task]["Properties"]["ContainerDefinitions"][0]
     plans = {
         "scoring": (iam.role_of(template, scoring_fn, "Role"),
                     resolve(resources[scoring_fn]["Properties"]["Environment"]["Variables"])),
@@ -190,13 +195,16 @@ def _principals(moto: Moto, template: dict, resolve: iam.Resolver) -> dict[str, 
                   resolve(resources[drain_fn]["Properties"]["Environment"]["Variables"])),
         "training": (iam.role_of(template, task, "TaskRoleArn"),
                      {e["Name"]: resolve(e["Value"]) for e in container["Environment"]}),
+        "state_load": (iam.role_of(template, state_task, "TaskRoleArn"),
+                       {e["Name"]: resolve(e["Value"]) for e in state_container["Environment"]}),
     }
     admin_iam = moto.client("iam")
     principals = {}
     for name, (role, env) in plans.items():
         statements = iam.role_statements(template, role, resolve)
         creds = moto.user(admin_iam, name, iam.for_moto(statements))
-        principals[name] = Principal(name, statements, env, creds)
+        command = resolve(state_container["Command"]) if name == "state_load" else None
+        principals[name] = Principal(name, statements, env, creds, command)
     return principals
 
 
@@ -268,13 +276,13 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         review_version = registry.publish(dataclasses.replace(small_training.bundle,
                                                               thresholds=Thresholds(review=0.0, decline=2.0)))
         registry.promote(review_version, "send everything to review")
-        # the deployment step before traffic: the feature state loaded from history (README)
-        loaded = _run(["-m", "batch_jobs.cli", "--registry", f"s3://{BUCKET}/registry", "state", "load",
-                       "--history", f"s3://{BUCKET}/transactions", "--features-table", scoring.env["FRAUD_FEATURES_TABLE"],
-                       "--no-progress"],
-                      {**operator, "FRAUD_HASH_KEY_SECRET_ARN": scoring.env["FRAUD_HASH_KEY_SECRET_ARN"],
-                       "FRAUD_AWS_ENDPOINT_URL": moto.endpoint}, 300, work)
+        # the deployment step before traffic: the one-off state-load task, its command as synthesized
+        state_load = principals["state_load"]
+        assert state_load.command[:2] == ["state", "load"]
+        log = tmp_path / "state-load-calls.jsonl"
+        loaded = _run(["-m", "batch_jobs.cli", *state_load.command], state_load.run_env(moto, log), 300, work)
         assert "watermark" in loaded.stdout
+        _check_calls(state_load, log, arns)
 
         # -- the API, as the scoring function ---------------------------------------------------
         log = tmp_path / "scoring-calls.jsonl"

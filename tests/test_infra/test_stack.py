@@ -308,7 +308,8 @@ def test_api_keys_and_the_hash_key_are_secrets_read_by_exactly_their_users(dev, 
             "Variables": Match.object_like({"FRAUD_API_KEY_SECRET_ARN": api_keys,
                                             "FRAUD_HASH_KEY_SECRET_ARN": hash_key})}})
     assert _secret_readers(dev) == {"ScoringFunction": [api_keys, hash_key], "OutboxDrainFunction": [hash_key],
-                                    "TrainingTask": [hash_key]}  # training signs the registry's manifests
+                                    "TrainingTask": [hash_key],  # training signs the registry's manifests
+                                    "StateLoadTask": [hash_key]}  # the state's keys are pseudonyms under it
     dev.has_output("ApiKeysSecretArn", {"Value": api_keys})
     # an existing secret of key digests, by ARN: used and granted, none created
     arn = "arn:aws:secretsmanager:eu-central-1:111122223333:secret:fraud/api-keys-AbCdEf"
