@@ -14,7 +14,7 @@ became known.
 Idempotent and resumable: every item is written unconditionally with values that depend on
 the input only, in chunks of ``CHUNK_ITEMS`` (one DynamoDB BatchWriteItem each, retried on
 throttling by ``put_many``), so a rerun after a kill rewrites the same values. The
-watermark item (``WATERMARK_KEY``) is deleted first and written last: it exists only after
+watermark item (``STATE_WATERMARK_KEY``) is deleted first and written last: it exists only after
 a complete load, and says which transactions and labels the state reflects. A load
 replaces the state of every card and terminal in the history (what the API applied to them
 since is overwritten): run it before the API takes traffic, or with history up to now.
@@ -29,7 +29,8 @@ from datetime import datetime, timezone
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fraud.features.online import STATE_WATERMARK_KEY, OnlineFeatures, _add_label_states, history_states
+from fraud.features.online import (STATE_WATERMARK_KEY, OnlineFeatures, _add_label_states, history_states,
+                                   read_watermark)
 from fraud.features.spec import FeatureSpec
 from fraud.pseudonym import Pseudonymizer
 from fraud.schema import CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP
@@ -38,7 +39,6 @@ from fraud.validation import InputError
 
 from .history import lookback
 
-WATERMARK_KEY = STATE_WATERMARK_KEY
 CHUNK_ITEMS = 25  # one BatchWriteItem
 
 
@@ -121,11 +121,11 @@ def build_state(frame: pd.DataFrame, spec: FeatureSpec, keys: Pseudonymizer, sin
 def write_state(store: KeyValueStore, states: dict[str, dict], watermark: dict, ttl_seconds: float | None,
                 progress: bool = False, chunk_items: int = CHUNK_ITEMS) -> None:
     """Watermark off, every item in chunks (sorted keys: the same chunks every run), watermark on."""
-    store.delete(WATERMARK_KEY)
+    store.delete(STATE_WATERMARK_KEY)
     keys = sorted(states)
     for lo in tqdm(range(0, len(keys), chunk_items), desc="state load", unit="chunk", disable=not progress):
         store.put_many({k: states[k] for k in keys[lo:lo + chunk_items]}, ttl_seconds=ttl_seconds)
-    store.put(WATERMARK_KEY, watermark)
+    store.put(STATE_WATERMARK_KEY, watermark)
 
 
 def load_state(frame: pd.DataFrame, spec: FeatureSpec, store: KeyValueStore, keys: Pseudonymizer, since=None,
@@ -137,8 +137,3 @@ def load_state(frame: pd.DataFrame, spec: FeatureSpec, store: KeyValueStore, key
     write_state(store, states, summary.watermark, ttl, progress)
     summary.seconds = time.monotonic() - started
     return summary
-
-
-def read_watermark(store: KeyValueStore) -> dict | None:
-    item = store.get(WATERMARK_KEY)
-    return None if item is None else item.value

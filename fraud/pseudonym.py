@@ -65,6 +65,14 @@ def load_pseudonymizer(store: SecretStore, name: str = HASH_KEY_SECRET, create: 
     return Pseudonymizer(key.encode())
 
 
+def deployment_pseudonymizer(store: SecretStore, secret_arn: str | None) -> Pseudonymizer:
+    """The deployment's key: the Secrets Manager secret ``secret_arn`` where one is given,
+    else the local one in ``store`` (made on first use)."""
+    if secret_arn:
+        return load_pseudonymizer(store, secret_arn)
+    return load_pseudonymizer(store, HASH_KEY_SECRET, create=True)
+
+
 def configured_pseudonymizer(endpoint_url: str | None = None) -> Pseudonymizer:
     """The key the way the API finds it, for jobs outside the API (batch scoring):
     ``FRAUD_HASH_KEY_SECRET_ARN`` (Secrets Manager), else the local secrets directory
@@ -74,6 +82,4 @@ def configured_pseudonymizer(endpoint_url: str | None = None) -> Pseudonymizer:
     from .storage.secrets import open_secret_store
 
     arn = os.environ.get("FRAUD_HASH_KEY_SECRET_ARN")
-    if arn:
-        return load_pseudonymizer(open_secret_store(True, endpoint_url), arn)
-    return load_pseudonymizer(open_secret_store(False), create=True)
+    return deployment_pseudonymizer(open_secret_store(bool(arn), endpoint_url), arn)

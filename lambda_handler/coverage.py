@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import datetime
 
-from fraud.features.online import STATE_WATERMARK_KEY
+from fraud.features.online import read_watermark
 from fraud.storage.kv import KeyValueStore
 
 
@@ -37,8 +37,8 @@ class StateCoverage:
             return self._coverage
 
     def _read(self) -> dict:
-        item = self.store.get(STATE_WATERMARK_KEY)
-        until = None if item is None else item.value.get("transactions_until")
+        watermark = read_watermark(self.store)
+        until = None if watermark is None else watermark.get("transactions_until")
         if until is None:
             return {"status": "empty", "transactions_until": None, "age_hours": None}
         age_s = time.time() - datetime.fromisoformat(until).timestamp()

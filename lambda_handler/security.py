@@ -10,7 +10,7 @@ import hmac
 import time
 
 from fraud.api_keys import API_KEYS_SECRET, key_digest, stored_digests
-from fraud.pseudonym import HASH_KEY_SECRET, Pseudonymizer, load_pseudonymizer
+from fraud.pseudonym import Pseudonymizer, deployment_pseudonymizer
 from fraud.storage.secrets import SecretStore, open_secret_store
 
 from .settings import Settings
@@ -22,13 +22,11 @@ def secret_store(settings: Settings) -> SecretStore:
 
 def load_hash_key(settings: Settings, store: SecretStore | None = None) -> Pseudonymizer:
     """The key for card and terminal pseudonyms; in AWS a missing secret stops the start."""
-    store = store or secret_store(settings)
-    if settings.backend == "aws":
-        if not settings.hash_key_secret_arn:
-            raise RuntimeError("FRAUD_HASH_KEY_SECRET_ARN is not set: in AWS the card-hash key comes from "
-                               "Secrets Manager (the CDK app creates the secret and sets the variable)")
-        return load_pseudonymizer(store, settings.hash_key_secret_arn)
-    return load_pseudonymizer(store, HASH_KEY_SECRET, create=True)
+    aws = settings.backend == "aws"
+    if aws and not settings.hash_key_secret_arn:
+        raise RuntimeError("FRAUD_HASH_KEY_SECRET_ARN is not set: in AWS the card-hash key comes from "
+                           "Secrets Manager (the CDK app creates the secret and sets the variable)")
+    return deployment_pseudonymizer(store or secret_store(settings), settings.hash_key_secret_arn if aws else None)
 
 
 class ApiKeyChecker:

@@ -63,6 +63,13 @@ STATE_WATERMARK_KEY = "state-watermark"  # what transactions and labels a bulk-l
 MAX_SEEN_TERMINALS = 1000  # per card: about 30 bytes each in its state document
 
 
+def read_watermark(store: KeyValueStore) -> dict | None:
+    """The state's watermark (``STATE_WATERMARK_KEY``): written last by a bulk load; None
+    while the state was never (completely) loaded."""
+    item = store.get(STATE_WATERMARK_KEY)
+    return None if item is None else item.value
+
+
 def entity_key(keys: Pseudonymizer, kind: str, entity_id: str) -> str:
     """Store key: a keyed hash of the id, so card numbers never sit in the table in clear
     and cannot be recovered from it without the key."""

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch_jobs.state_load import WATERMARK_KEY, load_state, read_watermark
+from batch_jobs.state_load import load_state, read_watermark
+from fraud.features.online import STATE_WATERMARK_KEY as WATERMARK_KEY
 from fraud.features.batch import build_features
 from fraud.features.spec import TERMINAL, Feature
 from fraud.pseudonym import configured_pseudonymizer
