@@ -32,6 +32,7 @@ from fraud.features.batch import build_features
 from fraud.features.spec import FeatureSpec
 from fraud.io import load_transactions
 from fraud.registry import ModelRegistry, RegistryError
+from fraud.report.outcomes import window_outcomes
 from fraud.simulator import TransactionSimulator
 from fraud.splits import InsufficientDataError, check_classes, make_split
 from fraud.training import LabelledFeatures, TrainingResult, train
@@ -85,11 +86,14 @@ def gate(result: TrainingResult, champion_version: str | None, registry: ModelRe
     labels = transactions["label"].to_numpy()[test_mask]
     days = (transactions["timestamp"][test_mask].dt.floor("D")).astype("int64").to_numpy()
     capacity = config.policy.review_capacity_per_day
+    window = transactions[test_mask]
 
     def score(bundle, feats):
         probs = bundle.predict_proba(feats.loc[test_mask])
         return {"average_precision": metrics.ranking(probs, labels)["average_precision"],
-                "recall_at_capacity": metrics.recall_at_capacity(probs, labels, days, capacity)}
+                "recall_at_capacity": metrics.recall_at_capacity(probs, labels, days, capacity),
+                # the report's money and catch per day, each model under its own thresholds
+                "outcomes": window_outcomes(probs, bundle.thresholds, window, config.policy, config.data.currency)}
 
     challenger = {"version": "challenger", **score(result.bundle, features)}
     if champion_version is None:
@@ -177,6 +181,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
             config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url)
         step = time.perf_counter()
         champion_before = registry.champion()
+        champion_record_before = registry.champion_record()  # when it became champion, for the report
         verdict = gate(result, champion_before, registry, transactions, features, config)
         summary = {**result.summary, "run_id": run_id, "gate": verdict,
                    "data": {"source": str(data), "rows": int(len(transactions)), "invalid_rows": validation.rows_bad,
@@ -202,8 +207,11 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
              time.perf_counter() - step)
 
     from fraud.report import write_report
+    from fraud.report.facts import model_facts
 
     summary["registry_version"] = version
+    verdict["scores"]["challenger"]["version"] = version
+    summary["models"] = model_facts(registry, version, champion_record_before)
     artefacts = {f"report_{k}": v for k, v in write_report(run_dir, summary, result.plots).items()}
     log.info("[5/6] report written to %s", artefacts["report_html"])
 
