@@ -4,8 +4,14 @@
     fraud train --data DIR --config my.toml     on your own transactions
     fraud simulate --days 180 --out data/transactions
     fraud score-batch --input DAY --output scores.parquet --history DIR | --no-history [--dask local]
-    fraud registry list | show VERSION
+    fraud registry list | show [VERSION]        versions with their figures; one version (default: the champion)
     fraud promote VERSION / fraud rollback VERSION
+    fraud config show [--format toml|json] | validate FILE     the merged configuration; check a file
+    fraud --version
+
+Global options (--config, --registry, -v) go before or after the subcommand; $FRAUD_CONFIG is
+the default --config. Exit codes: 0 ok, 1 failure (logged with its traceback), 2 usage error
+or bad input (one line on stderr: config, data, registry version, missing champion).
     fraud serve                 the scoring API under uvicorn, on the local registry
     fraud api-key create [--secret-arn ARN]     a new API key, printed once, its digest stored
     fraud state load --history SRC [--since DATE] [--features-table NAME]   online feature state from history
@@ -117,21 +123,33 @@ def cmd_score_batch(args) -> int:
 def cmd_registry(args) -> int:
     from fraud.registry import ModelRegistry, RegistryError
 
+    from .registry_table import registry_lines
+
     registry = ModelRegistry.open(args.registry or _config(args).registry.uri)
     if args.action == "list":  # a version the registry refuses is listed with why, not hidden
-        champion = registry.champion()
-        for version in registry.versions():
-            mark = "*" if version == champion else " "
-            try:
-                m = registry.manifest(version)
-            except RegistryError as exc:
-                print(f"{mark} {version}  refused: {exc}")
-                continue
-            print(f"{mark} {version}  {m.get('model_kind', '?'):22s} {m['created_at']}")
+        print("\n".join(registry_lines(registry)))
         return 0
-    print(json.dumps({"manifest": registry.manifest(args.version),
-                      "metrics": {k: v for k, v in registry.read_json(args.version, "metrics.json").items()
+    champion = registry.champion()
+    version = args.version or champion
+    if version is None:
+        raise RegistryError(f"no champion model in {registry.uri} to show: name a version (`fraud registry list`) "
+                            "or train one with `fraud train`")
+    print(json.dumps({"champion": version == champion, "manifest": registry.manifest(version),
+                      "metrics": {k: v for k, v in registry.read_json(version, "metrics.json").items()
                                   if k in ("winner", "test", "policy", "gate")}}, indent=2, default=str))
+    return 0
+
+
+def cmd_config(args) -> int:
+    """The merged configuration (packaged defaults, --config, $FRAUD_DEVICE), or a file checked."""
+    from fraud.config import config_as_toml, load_config
+
+    if args.config_action == "validate":
+        load_config(args.file)  # ConfigError: exit 2 with the file and the field
+        print(f"{args.file}: ok")
+        return 0
+    config = _config(args)
+    print(config_as_toml(config) if args.format == "toml" else json.dumps(config.model_dump(mode="json"), indent=2))
     return 0
 
 
@@ -140,10 +158,11 @@ def cmd_promote(args, action: str) -> int:
 
     registry = ModelRegistry.open(args.registry or _config(args).registry.uri)
     if action == "rollback":
-        registry.rollback(args.version, args.reason or "manual rollback")
+        changed = registry.rollback(args.version, args.reason or "manual rollback")
     else:
-        registry.promote(args.version, args.reason or "manual promotion")
-    print(f"champion is now {registry.champion()}")
+        changed = registry.promote(args.version, args.reason or "manual promotion")
+    print(f"champion is now {registry.champion()}" if changed
+          else f"{args.version} is the champion already; nothing changed")
     return 0
 
 
@@ -212,54 +231,67 @@ def cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fraud", description="Fraud scoring with focal-loss gradient boosting.")
-    parser.add_argument("--config", help="TOML config (default: the packaged one)")
-    parser.add_argument("--registry", default=os.environ.get("FRAUD_REGISTRY_URI"),
-                        help="registry directory or s3://bucket/prefix (default: $FRAUD_REGISTRY_URI, else the config)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from .cli_args import CommandParser, top_parser
+
+    parser = top_parser(prog="fraud", description="Fraud scoring with focal-loss gradient boosting.",
+                        epilog="exit codes: 0 ok, 1 failure, 2 usage error or bad input")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     p = sub.add_parser("train", help="the nightly job: train, compare, calibrate, gate, promote, report, score")
     p.add_argument("--data", help=f"transactions (file, directory, s3://); default $FRAUD_DATA_URI, else "
                                   f"{DEFAULT_DATA}, simulated if absent")
     p.add_argument("--runs", default=os.environ.get("FRAUD_RUNS_URI", "runs"),
                    help="where reports go, a directory or s3:// prefix (one sub-directory per run)")
-    p.add_argument("--dask", help="'local' for a LocalCluster or a scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--dask", help="'local' for a LocalCluster or a scheduler address, e.g. tcp://host:8786 "
+                                  "(default: no Dask, this process alone)")
     p.add_argument("--no-score", action="store_true", help="skip scoring the latest day")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (there are none when stderr is "
+                                                              "not a terminal)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("simulate", help="write simulated transactions as daily Parquet partitions")
-    p.add_argument("--out", default=DEFAULT_DATA)
-    p.add_argument("--days", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--out", default=DEFAULT_DATA, help="directory of the daily partitions")
+    p.add_argument("--days", type=int, help="days to simulate (default: the config's [simulation] days)")
+    p.add_argument("--seed", type=int, help="random seed (default: the config's [simulation] seed)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("score-batch", help="score a Parquet day with the champion model")
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--input", required=True, help="the transactions to score: a Parquet file or directory")
+    p.add_argument("--output", required=True, help="the Parquet file of scores and decisions")
     history = p.add_mutually_exclusive_group()
     history.add_argument("--history", help="transactions before the input, for the card and terminal features "
                                            "(e.g. the training data); required unless --no-history")
     history.add_argument("--no-history", action="store_true",
                          help="score the input on its own: every card's first transaction in it looks like its "
                               "first ever (more reviews); the output counts the rows without card history")
-    p.add_argument("--chunk-rows", type=int, default=50_000)
-    p.add_argument("--dask")
+    p.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored per chunk")
+    p.add_argument("--dask", help="'local' or a scheduler address, for the features (default: no Dask)")
     p.add_argument("--raw-card-ids", action="store_true",
                    help="write card ids in clear (default: a keyed token per card, column card_token)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score_batch)
 
     p = sub.add_parser("registry", help="list model versions or show one")
     p.add_argument("action", choices=["list", "show"])
-    p.add_argument("version", nargs="?")
+    p.add_argument("version", nargs="?", help="the version to show (default: the champion)")
     p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser("config", help="show the merged configuration, or validate a config file")
+    config_sub = p.add_subparsers(dest="config_action", required=True)
+    shown = config_sub.add_parser("show", help="the configuration a run would use: the packaged defaults, "
+                                               "overlaid with --config ($FRAUD_CONFIG) and $FRAUD_DEVICE")
+    shown.add_argument("--format", choices=["toml", "json"], default="toml",
+                       help="toml: a file --config reads back (keys without a value left out); json: every key")
+    shown.set_defaults(func=cmd_config)
+    checked = config_sub.add_parser("validate", help="check a config file: 'ok', or exit 2 naming the field")
+    checked.add_argument("file", help="the TOML file")
+    checked.set_defaults(func=cmd_config)
 
     for action in ("promote", "rollback"):
         p = sub.add_parser(action, help=f"{action} a registry version to champion")
-        p.add_argument("version")
-        p.add_argument("--reason")
+        p.add_argument("version", help="the registry version")
+        p.add_argument("--reason", default="manual promotion" if action == "promote" else "manual rollback",
+                       help="why, kept in the registry's audit trail")
         p.set_defaults(func=lambda a, action=action: cmd_promote(a, action))
 
     p = sub.add_parser("api-key", help="make an API key: printed once, only its digest is stored")
@@ -280,24 +312,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_state_load)
 
     p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.set_defaults(func=cmd_serve)
     return parser
 
 
 def main(argv=None) -> int:
+    """Exit 0 when done; 2 on a usage error (argparse) or bad input: config, data, registry
+    version, missing champion, said in one line on stderr without a traceback; 1 on any other
+    failure, logged with its traceback. Log lines go above progress bars, not into them."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from fraud.config import ConfigError
     from fraud.registry import RegistryError
     from fraud.validation import InputError
 
+    with _log_above_progress_bars():
+        try:
+            return args.func(args)
+        except (ConfigError, InputError, RegistryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # `fraud registry list | head`: the reader left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except Exception:
+            logging.getLogger("fraud").exception("fraud %s failed", args.command)
+            return 1
+
+
+def _log_above_progress_bars():
+    """Console log lines through ``tqdm.write``, which clears a bar before the line and
+    redraws it after; nothing to do where tqdm (the [train] extra) is not installed."""
     try:
-        return args.func(args)
-    except (InputError, RegistryError) as exc:
-        logging.getLogger("fraud").error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        from tqdm.contrib.logging import logging_redirect_tqdm
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return logging_redirect_tqdm()
 
 
 if __name__ == "__main__":

@@ -17,14 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from fraud.bundle import ModelBundle
 from fraud.config import FraudConfig
 from fraud.features.batch import build_features
 from fraud.io import load_transactions
+from fraud.progress import progress_bar
 from fraud.pseudonym import Pseudonymizer, configured_pseudonymizer
-from fraud.registry import ModelRegistry
+from fraud.registry import ModelRegistry, RegistryError
 from fraud.schema import CARD_ID, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID
 from fraud.validation import InputError
 
@@ -97,12 +97,12 @@ def score_batch(input_path, output_path, config: FraudConfig, registry: ModelReg
                          "review. Pass --no-history to score the input on its own anyway.")
     version = registry.champion()
     if version is None:
-        raise RuntimeError(f"no champion model in {registry.uri}; run `fraud train` first")
+        raise RegistryError(f"no champion model in {registry.uri}; run `fraud train` first")
     bundle = registry.load(version)
     keys = None if raw_card_ids else configured_pseudonymizer(endpoint_url)
     frame, report = load_transactions(input_path, config, endpoint_url=endpoint_url)
     if not len(frame):
-        raise ValueError(f"{input_path} holds no valid transactions")
+        raise InputError(f"{input_path} holds no valid transactions")
     frame = frame.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
     start = frame[TIMESTAMP].min()
     history = pd.DataFrame()
@@ -117,7 +117,7 @@ def score_batch(input_path, output_path, config: FraudConfig, registry: ModelReg
     writer = None
     counts = {"approve": 0, "review": 0, "decline": 0}
     try:
-        for lo in tqdm(range(0, len(frame), chunk_rows), desc="scoring", unit="chunk", disable=not progress):
+        for lo in progress_bar(range(0, len(frame), chunk_rows), enabled=progress, desc="scoring", unit="chunk"):
             hi = min(lo + chunk_rows, len(frame))
             scored = score_frame(bundle, frame.iloc[lo:hi].reset_index(drop=True),
                                  features.iloc[lo:hi].reset_index(drop=True), version, keys)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("defaults") / "config.toml"
 
@@ -174,17 +174,58 @@ class FraudConfig(_Section):
     simulation: SimulationConfig = SimulationConfig()
 
 
+class ConfigError(ValueError):
+    """A config that cannot be used, said in one line naming the file and the field."""
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> FraudConfig:
     """The packaged default config, overlaid section by section with the TOML at ``path``
     and then with ``overrides`` (a nested dict of the same shape).
 
-    To un-map an optional column of the default, set it to "" in your file.
+    To un-map an optional column of the default, set it to "" in your file. Raises
+    ``ConfigError`` for a file that cannot be read, is not TOML or does not validate.
     """
+    where = f"config {path}" if path else "config"
     raw = tomllib.loads(DEFAULT_CONFIG_PATH.read_text())
-    layers = [tomllib.loads(Path(path).read_text())] if path else []
+    layers = [_read_toml(Path(path))] if path else []
     for layer in layers + [overrides or {}]:
         for section, values in layer.items():
             if not isinstance(values, dict):
-                raise ValueError(f"config: [{section}] must be a table")
+                raise ConfigError(f"{where}: [{section}] must be a table")
             raw.setdefault(section, {}).update(values)
-    return FraudConfig.model_validate(raw)
+    try:
+        return FraudConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: " + "; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read it ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as ``[section] key: what is wrong (got value)``."""
+    section, *rest = [str(part) for part in error["loc"]] or ["?"]
+    field = f"[{section}] {'.'.join(rest)}".rstrip()
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown key"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{field}: {message} (got {error['input']!r})"
+
+
+def config_as_toml(config: FraudConfig) -> str:
+    """The config as a TOML file that ``load_config`` reads back to the same config; keys
+    whose value is None (TOML has no null) are left out, and read back as None."""
+    import tomli_w
+
+    def without_none(value):
+        if isinstance(value, dict):
+            return {k: without_none(v) for k, v in value.items() if v is not None}
+        return value
+
+    return tomli_w.dumps(without_none(config.model_dump(mode="json")))

@@ -185,19 +185,24 @@ class ModelRegistry:
             raise RegistryError(f"no champion model in {self.uri}; train one with `fraud train`")
         return self.load(version)
 
-    def promote(self, version: str, reason: str, action: str = "promote") -> None:
-        """Make ``version`` the champion: verify it, record the event, switch the pointer."""
+    def promote(self, version: str, reason: str, action: str = "promote") -> bool:
+        """Make ``version`` the champion: verify it, record the event, switch the pointer.
+        False, and nothing written, when it is the champion already."""
         self.load(version)  # refuses incomplete or tampered versions before anything changes
         previous = self.champion()
+        if previous == version:
+            log.info("%s: %s is the champion already; nothing changed", action, version)
+            return False
         record = {"version": version, "previous": previous, "at": _now().isoformat(), "reason": reason,
                   "action": action}
         self.store.put(f"events/{_now():%Y%m%dT%H%M%S.%fZ}-{action}-{version}.json",
                        json.dumps(record, indent=2).encode())
         self.store.put(CHAMPION, json.dumps(record, indent=2).encode())  # the atomic switch
         log.info("%s: champion is now %s (was %s): %s", action, version, previous, reason)
+        return True
 
-    def rollback(self, version: str, reason: str = "manual rollback") -> None:
-        self.promote(version, reason, action="rollback")
+    def rollback(self, version: str, reason: str = "manual rollback") -> bool:
+        return self.promote(version, reason, action="rollback")
 
     def events(self) -> list[dict]:
         return [json.loads(self.store.get(k)) for k in self.store.list("events")]

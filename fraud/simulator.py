@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from tqdm.auto import tqdm
+
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ class TransactionSimulator:
         })
 
     def days(self, n_days: int, progress: bool = True):
-        for d in tqdm(range(n_days), desc="simulating days", unit="day", disable=not progress):
+        for d in progress_bar(range(n_days), enabled=progress, desc="simulating days", unit="day"):
             yield d, self.day(d)
 
     def write(self, directory: str | Path, n_days: int, progress: bool = True) -> list[Path]:

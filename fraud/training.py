@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import metrics
 from .bundle import ModelBundle
@@ -30,6 +29,7 @@ from .config import FraudConfig
 from .features.spec import FeatureSpec
 from .models import FOCAL_KINDS, library_versions
 from .policy import choose_thresholds, outcome
+from .progress import progress_bar
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
 from .search import FoldData, SearchResult, local_fit, search_candidate
 from .splits import TimeSplit, check_classes, labels_known_at, make_split
@@ -143,7 +143,7 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     kinds = list(cfg.candidates)
     budget = cfg.time_budget_s
     results: dict[str, SearchResult] = {}
-    with tqdm(total=cfg.max_trials, desc="hyper-parameter search", unit="trial", disable=not progress) as bar:
+    with progress_bar(total=cfg.max_trials, enabled=progress, desc="hyper-parameter search", unit="trial") as bar:
         for i, kind in enumerate(kinds):
             remaining = budget - (time.perf_counter() - started)
             share = max(remaining / (len(kinds) - i), 1.0)
