@@ -127,7 +127,7 @@ def cmd_registry(args) -> int:
 
     registry = ModelRegistry.open(args.registry or _config(args).registry.uri)
     if args.action == "list":  # a version the registry refuses is listed with why, not hidden
-        print("\n".join(registry_lines(registry)))
+        print("\n".join(registry_lines(registry, args.last)))
         return 0
     champion = registry.champion()
     version = args.version or champion
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("registry", help="list model versions or show one")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("version", nargs="?", help="the version to show (default: the champion)")
+    p.add_argument("--last", type=int, default=20, metavar="N", help="list: the N newest versions, 0 for all")
     p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("config", help="show the merged configuration, or validate a config file")

@@ -28,10 +28,12 @@ def version_row(registry: ModelRegistry, version: str) -> tuple[str, ...]:
             str((metrics.get("gate") or {}).get("decision", "-")))
 
 
-def registry_lines(registry: ModelRegistry) -> list[str]:
-    """Header, then versions oldest first; ``*`` marks the champion."""
+def registry_lines(registry: ModelRegistry, last: int = 0) -> list[str]:
+    """Header, then the ``last`` newest versions (0: all), oldest first; ``*`` marks the
+    champion. Each version costs a few reads (on S3, requests): a year of nights is slow."""
     champion = registry.champion()
-    versions = registry.versions()
+    every = registry.versions()
+    versions = every[-last:] if last > 0 else every
     rows, refused = [], {}
     for version in versions:
         try:
@@ -49,6 +51,8 @@ def registry_lines(registry: ModelRegistry) -> list[str]:
         mark = "*" if version == champion else " "
         lines.append(line(mark, by_version[version]) if version in by_version
                      else f"{mark} {version}  refused: {refused[version]}")
+    if len(versions) < len(every):
+        lines.append(f"  (and {len(every) - len(versions)} older: --last 0 lists all)")
     if not by_version and not refused:
         lines.append(f"  (no versions in {registry.uri}; train one with `fraud train`)")
     elif champion is None:

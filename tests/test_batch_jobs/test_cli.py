@@ -203,6 +203,9 @@ def test_registry_list_has_a_header_and_each_versions_figures(tmp_path, two_vers
     assert rows[1].startswith("  ") and re.split(r"\s{2,}", rows[1][2:])[2:] == [kind, validation, "0.1235", "reject"]
     assert re.split(r"\s{2,}", rows[1][2:])[0] == second
     assert rows[2].startswith("* the champion")
+    newest = fraud("registry", "list", "--last", "1", "--registry", "registry", cwd=tmp_path).stdout.splitlines()
+    assert newest[0] == header and newest[1] == rows[1] and newest[2] == "  (and 1 older: --last 0 lists all)"
+    assert fraud("registry", "list", "--last", "0", "--registry", "registry", cwd=tmp_path).stdout == done.stdout
 
 
 def test_registry_show_without_a_version_shows_the_champion(tmp_path, two_versions):
