@@ -7,7 +7,6 @@ tables, the SQS review queue and the registry on S3 (the CDK app sets the names)
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 
 from fraud.config import load_config
@@ -19,6 +18,7 @@ from fraud.storage.queue import InMemoryQueue, MessageQueue, SQSQueue
 
 from .coverage import StateCoverage
 from .feedback import FeedbackService
+from .metrics_output import emf_stream
 from .model_holder import ModelHolder
 from .review import ReviewRouter
 from .scoring import Overrides, ScoringService
@@ -54,7 +54,7 @@ def _store(settings: Settings, table: str) -> KeyValueStore:
 
 def _sink(settings: Settings, stream=None) -> MetricsSink:
     if settings.metrics == "emf":
-        return EMFMetricsSink(settings.metrics_namespace, settings.service_name, stream or sys.stdout)
+        return EMFMetricsSink(settings.metrics_namespace, settings.service_name, stream or emf_stream(settings))
     if settings.metrics == "memory":
         return InMemoryMetricsSink()
     return NullMetricsSink()

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     outbox_lease_s: float = Field(60, gt=0, lt=300)  # under SQS FIFO's 5-minute de-duplication window
 
     metrics: str = Field("emf", pattern="^(emf|memory|off)$")
+    # where EMF lines go (lambda_handler.metrics_output): unset, stdout on Lambda or with the aws
+    # backend (CloudWatch reads them there), else the file .fraud/metrics-emf.jsonl; "-": stdout
+    metrics_path: str | None = None
     metrics_namespace: str = "FraudScoring"
     service_name: str = "fraud-scoring"
     recall_slo: float = Field(0.7, ge=0, le=1)
