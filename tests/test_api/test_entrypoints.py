@@ -145,7 +145,7 @@ def test_bad_input_is_422_naming_the_field(server, change, field):
     base, _ = server
     r = httpx.post(f"{base}/v1/score", json={**TXN, **change}, headers=HEADERS)
     assert r.status_code == 422
-    assert field in [e["field"] for e in r.json()["detail"]]
+    assert field in [e["field"] for e in r.json()["errors"]]
 
 
 def test_body_and_batch_limits(server):
@@ -155,7 +155,7 @@ def test_body_and_batch_limits(server):
     assert r.status_code == 422 and "at most 5" in r.text
     row = {"transactions": [{**TXN, "transaction_id": "r0"}, {**TXN, "transaction_id": "r1", "amount": -5}]}
     r = httpx.post(f"{base}/v1/score/batch", json=row, headers=HEADERS)
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.transactions.1.amount"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.transactions.1.amount"
     huge = {**TXN, "device_id": "x" * 30_000}
     assert httpx.post(f"{base}/v1/score", json=huge, headers=HEADERS).status_code == 413
     ok = {"transactions": [{**TXN, "transaction_id": f"ok{i}"} for i in range(5)]}

@@ -33,7 +33,8 @@ def test_a_batch_refused_for_one_transaction_changes_nothing(service, local_sett
     before = snapshot(container)
     reused = txn(9, card="card-other", amount=999.0)  # the id of a scored transaction, other content
     refused = client.post("/v1/score/batch", json={"transactions": [txn(1), txn(2), reused]}, headers=HEADERS)
-    assert refused.status_code == 422 and "different content" in refused.text
+    assert refused.status_code == 409 and "different content" in refused.text
+    assert refused.json()["type"] == "/problems/transaction-id-reused"  # not a retry: a client must not resend
     assert snapshot(container) == before  # no card state, no features record, no claim left behind
     # the two new transactions then score exactly as in a service that never saw the refusal
     again = client.post("/v1/score/batch", json={"transactions": [txn(1), txn(2)]}, headers=HEADERS).json()
@@ -88,10 +89,10 @@ def test_a_transaction_dated_in_the_future_is_refused_and_changes_nothing(servic
         assert client.post("/v1/score", json=txn(i), headers=HEADERS).status_code == 200
     before = snapshot(container)
     r = client.post("/v1/score", json=txn(5, timestamp="2099-01-01T00:00:00Z"), headers=HEADERS)
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.timestamp"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.timestamp"
     batch = {"transactions": [txn(6), txn(7), txn(8, timestamp="2099-01-01T00:00:00Z")]}
     r = client.post("/v1/score/batch", json=batch, headers=HEADERS)
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.transactions.2.timestamp"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.transactions.2.timestamp"
     assert snapshot(container) == before  # the card's and the terminal's history are intact
 
 
@@ -117,8 +118,8 @@ def test_currencies_the_model_does_not_score_are_refused_or_converted(service, l
     assert container.holder.bundle.metadata["currency"] == "EUR"
     for currency in ("USD", "XYZ"):
         r = client.post("/v1/score", json=txn(1, currency=currency), headers=HEADERS)
-        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.currency", r.text
-        assert f"{currency} is not accepted" in r.json()["detail"][0]["message"]
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.currency", r.text
+        assert f"{currency} is not accepted" in r.json()["errors"][0]["message"]
     assert all(not dict(store.scan("")) for store in container.stores.values())  # nothing was applied
     converting = build_container(local_settings.model_copy(update={"currency_rates": {"USD": 0.5}}))
     scored = TestClient(create_app(converting)).post("/v1/score", json=txn(2, currency="USD"), headers=HEADERS)

@@ -50,7 +50,7 @@ def test_score_replay_feedback_and_emf(aws_settings, emf_stream):
     assert body["model_version"] == container.holder.version and body["request_id"]
     again = client.post("/v1/score", json=txn(1), headers=HEADERS).json()
     assert again["replayed"] and again["probability"] == body["probability"]
-    assert client.post("/v1/score", json=txn(1, amount=999.0), headers=HEADERS).status_code == 422
+    assert client.post("/v1/score", json=txn(1, amount=999.0), headers=HEADERS).status_code == 409  # id reused
     # the state lives in DynamoDB (ids hashed), and the card's update is seen by its next transaction
     stored = list(container.stores["features"].scan("card#"))
     assert stored and all("card-1" not in key for key, _ in stored)
