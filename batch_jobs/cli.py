@@ -15,6 +15,7 @@ or bad input (one line on stderr: config, data, registry version, missing champi
     fraud serve                 the scoring API under uvicorn, on the local registry
     fraud api-key create [--secret-arn ARN]     a new API key, printed once, its digest stored
     fraud state load --history SRC [--since DATE] [--features-table NAME]   online feature state from history
+    fraud state catch-up --history SRC --features-table NAME   what the lake holds beyond the state's watermark
 """
 
 from __future__ import annotations
@@ -179,23 +180,35 @@ def cmd_api_key(args) -> int:
     return 0
 
 
-def cmd_state_load(args) -> int:
-    """The online feature state from history, for the champion's spec, under the API's hash key."""
+def cmd_state(args) -> int:
+    """The online feature state, for the champion's spec, under the API's hash key: loaded
+    from history, or caught up with the data lake beyond its watermark."""
     from fraud.io import load_transactions
     from fraud.pseudonym import configured_pseudonymizer
     from fraud.registry import ModelRegistry
     from fraud.storage.kv import DynamoDBKeyValueStore, InMemoryKeyValueStore
-
-    from .state_load import load_state
+    from fraud.validation import InputError
 
     config = _config(args)
     endpoint = os.environ.get("FRAUD_AWS_ENDPOINT_URL")
     keys = configured_pseudonymizer(endpoint)
     registry = ModelRegistry.open(args.registry or config.registry.uri, endpoint, keys=keys)
     bundle = registry.load_champion()
-    frame, _ = load_transactions(args.history, config, endpoint_url=endpoint)
     table = args.features_table or os.environ.get("FRAUD_FEATURES_TABLE")
+    if args.action == "catch-up" and not table:
+        raise InputError("state catch-up needs the features table: --features-table or $FRAUD_FEATURES_TABLE")
+    frame, _ = load_transactions(args.history, config, endpoint_url=endpoint)
     store = DynamoDBKeyValueStore(table, endpoint) if table else InMemoryKeyValueStore()
+    if args.action == "catch-up":
+        from .state_catch_up import catch_up_state
+
+        summary = catch_up_state(frame, bundle.spec, store, keys, as_of=args.as_of, since=args.since,
+                                 progress=not args.no_progress)
+        print("\n".join(summary.lines()))
+        print(f"caught up DynamoDB table {table}")
+        return 0
+    from .state_load import load_state
+
     summary = load_state(frame, bundle.spec, store, keys, since=args.since, as_of=args.as_of, source=args.history,
                          progress=not args.no_progress,
                          extra={"model_version": bundle.metadata.get("version"), "table": table})
@@ -301,16 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
                                         "output); default: the local secrets directory ($FRAUD_SECRETS_DIR, .fraud)")
     p.set_defaults(func=cmd_api_key)
 
-    p = sub.add_parser("state", help="load the online feature state from historical transactions and labels")
-    p.add_argument("action", choices=["load"])
+    p = sub.add_parser("state", help="load the online feature state from historical transactions and labels "
+                                     "(load), or apply what the data lake holds beyond its watermark (catch-up)")
+    p.add_argument("action", choices=["load", "catch-up"])
     p.add_argument("--history", required=True, help="transactions with labels: a directory, file or s3:// prefix")
-    p.add_argument("--since", help="first transaction date read (default: the champion's longest window, plus "
-                                   "one bucket, before the newest transaction)")
+    p.add_argument("--since", help="load: first transaction date read (default: the champion's longest window, "
+                                   "plus one bucket, before the newest transaction); catch-up: start here instead of "
+                                   "the watermark when later (older ones are taken as applied by the API)")
     p.add_argument("--as-of", help="load transactions and labels before this time (default: all)")
     p.add_argument("--features-table", help="DynamoDB table (default $FRAUD_FEATURES_TABLE; neither: a dry run "
                                             "in memory); $FRAUD_AWS_ENDPOINT_URL for a local endpoint")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_state_load)
+    p.set_defaults(func=cmd_state)
 
     p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")

@@ -14,8 +14,9 @@ became known.
 Idempotent and resumable: every item is written unconditionally with values that depend on
 the input only, in chunks of ``CHUNK_ITEMS`` (one DynamoDB BatchWriteItem each, retried on
 throttling by ``put_many``), so a rerun after a kill rewrites the same values. The
-watermark item (``STATE_WATERMARK_KEY``) is deleted first and written last: it exists only after
-a complete load, and says which transactions and labels the state reflects. A load
+watermark item (``STATE_WATERMARK_KEY``) and the API's heartbeat (``STATE_LIVE_KEY``) are
+deleted first and the watermark written last: it exists only after a complete load, and
+says which transactions and labels the state reflects. A load
 replaces the state of every card and terminal in the history (what the API applied to them
 since is overwritten): run it before the API takes traffic, or with history up to now.
 """
@@ -29,8 +30,8 @@ from datetime import datetime, timezone
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fraud.features.online import (STATE_WATERMARK_KEY, OnlineFeatures, _add_label_states, history_states,
-                                   read_watermark)
+from fraud.features.online import (STATE_LIVE_KEY, STATE_WATERMARK_KEY, OnlineFeatures, _add_label_states,
+                                   history_states, read_watermark)
 from fraud.features.spec import FeatureSpec
 from fraud.pseudonym import Pseudonymizer
 from fraud.schema import CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP
@@ -122,6 +123,7 @@ def write_state(store: KeyValueStore, states: dict[str, dict], watermark: dict, 
                 progress: bool = False, chunk_items: int = CHUNK_ITEMS) -> None:
     """Watermark off, every item in chunks (sorted keys: the same chunks every run), watermark on."""
     store.delete(STATE_WATERMARK_KEY)
+    store.delete(STATE_LIVE_KEY)  # the API's heartbeat vouched for state this load overwrites
     keys = sorted(states)
     for lo in tqdm(range(0, len(keys), chunk_items), desc="state load", unit="chunk", disable=not progress):
         store.put_many({k: states[k] for k in keys[lo:lo + chunk_items]}, ttl_seconds=ttl_seconds)

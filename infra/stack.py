@@ -75,9 +75,11 @@ SCORING_TABLE_ACTIONS = {
     "feedback": ("BatchGetItem", "GetItem", "PutItem"),
 }
 DRAIN_TABLE_ACTIONS = {"outbox": ("PutItem", "Query")}
-# fraud state load: the watermark off (DeleteItem), the state in batches (BatchWriteItem), the
-# watermark on (an unconditional put reads the item's version first: GetItem, PutItem)
-STATE_LOAD_TABLE_ACTIONS = ("BatchWriteItem", "DeleteItem", "GetItem", "PutItem")
+# fraud state load: the watermark and heartbeat off (DeleteItem), the state in batches
+# (BatchWriteItem), the watermark on (an unconditional put reads the item's version first:
+# GetItem, PutItem). fraud state catch-up, the same role: markers and states read in batches
+# (BatchGetItem), each transaction and label one TransactWriteItems (PutItem).
+STATE_LOAD_TABLE_ACTIONS = ("BatchGetItem", "BatchWriteItem", "DeleteItem", "GetItem", "PutItem")
 TAGGED_TABLES = ("outbox",)
 TAG_INDEX = "by-tag"  # fraud.storage.kv.TAG_INDEX (infra imports none of the runtime)
 
@@ -337,35 +339,52 @@ class FraudScoringStack(cdk.Stack):
                            environment=self._training_env(), essential=True,
                            logging=ecs.LogDrivers.aws_logs(stream_prefix="nightly", log_group=log_group))
         self._grant_training(task.task_role)
-        self.state_load_task = self._state_load_task(log_group)
         dlq = sqs.Queue(self, "TrainingScheduleDLQ", queue_name=f"{c.prefix}-training-schedule-dlq",
                         encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
                         retention_period=cdk.Duration.days(14))
-        target = scheduler_targets.EcsRunFargateTask(
-            cluster, task_definition=task, assign_public_ip=True,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-            dead_letter_queue=dlq, max_event_age=cdk.Duration.hours(2), retry_attempts=2)
+        self.state_load_task, self.state_catch_up_task = self._state_tasks(log_group)
+
+        def run(task_definition):
+            return scheduler_targets.EcsRunFargateTask(
+                cluster, task_definition=task_definition, assign_public_ip=True,
+                vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+                dead_letter_queue=dlq, max_event_age=cdk.Duration.hours(2), retry_attempts=2)
+
         schedule = scheduler.Schedule(self, "NightlyTrainingSchedule", schedule_name=f"{c.prefix}-nightly-training",
                                       schedule=scheduler.ScheduleExpression.expression(c.training_schedule),
-                                      target=target, description="Nightly: train, gate, promote, report")
+                                      target=run(task), description="Nightly: train, gate, promote, report")
+        scheduler.Schedule(self, "StateCatchUpSchedule", schedule_name=f"{c.prefix}-state-catch-up",
+                           schedule=scheduler.ScheduleExpression.expression(c.state_catch_up_schedule),
+                           target=run(self.state_catch_up_task),
+                           description="Nightly: what reached the data lake but not the API, into the feature state")
         return task, schedule, dlq
 
-    def _state_load_task(self, log_group: logs.LogGroup) -> ecs.FargateTaskDefinition:
-        """`fraud state load` as a one-off task of the training image (`aws ecs run-task`, README
-        'Loading the feature state'): the data lake's history into the features table, for the
-        champion's spec, under the API's hash key; exactly the calls it makes (tested as deployed)."""
+    def _state_tasks(self, log_group: logs.LogGroup) -> tuple[ecs.FargateTaskDefinition, ecs.FargateTaskDefinition]:
+        """Two tasks of the training image with one role (README 'Loading the feature state'):
+        `fraud state load`, one-off (`aws ecs run-task`): the data lake's history into the
+        features table, for the champion's spec, under the API's hash key; and `fraud state
+        catch-up`, scheduled nightly: what reached the lake but not the API. The role has
+        exactly the calls they make (tested as deployed); the training role writes no state."""
         c = self.config
-        task = ecs.FargateTaskDefinition(self, "StateLoadTask", cpu=c.training_cpu,
-                                         memory_limit_mib=c.training_memory_mb, family=f"{c.prefix}-state-load")
         features = self.tables["features"]
-        task.add_container(
-            "state-load", image=ecs.ContainerImage.from_docker_image_asset(self.training_image), essential=True,
-            command=["state", "load", "--history", f"s3://{self.bucket.bucket_name}/{DATA_PREFIX}",
-                     "--features-table", features.table_name, "--no-progress"],
-            environment={"FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
-                         "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn},
-            logging=ecs.LogDrivers.aws_logs(stream_prefix="state-load", log_group=log_group))
-        role = task.task_role
+        role = iam.Role(self, "StateTaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                        description="fraud state load / catch-up: history in, feature state out")
+        history = f"s3://{self.bucket.bucket_name}/{DATA_PREFIX}"
+        commands = {"load": ["state", "load", "--history", history, "--features-table", features.table_name,
+                             "--no-progress"],
+                    "catch-up": ["state", "catch-up", "--history", history, "--features-table", features.table_name,
+                                 "--no-progress"]}
+        tasks = []
+        for action, construct_id in (("load", "StateLoadTask"), ("catch-up", "StateCatchUpTask")):
+            task = ecs.FargateTaskDefinition(self, construct_id, cpu=c.training_cpu, task_role=role,
+                                             memory_limit_mib=c.training_memory_mb, family=f"{c.prefix}-state-{action}")
+            task.add_container(
+                f"state-{action}", image=ecs.ContainerImage.from_docker_image_asset(self.training_image),
+                essential=True, command=commands[action],
+                environment={"FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
+                             "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn},
+                logging=ecs.LogDrivers.aws_logs(stream_prefix=f"state-{action}", log_group=log_group))
+            tasks.append(task)
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadHistoryAndChampion", actions=["s3:GetObject"],
             resources=[self.bucket.arn_for_objects(f"{DATA_PREFIX}/*"),
@@ -378,9 +397,9 @@ class FraudScoringStack(cdk.Stack):
             resources=[features.table_arn]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadHashKey", actions=["secretsmanager:GetSecretValue"], resources=[self.hash_key_secret.secret_arn]))
-        cdk.CfnOutput(self, "StateLoadTaskDefinition", value=task.task_definition_arn,
+        cdk.CfnOutput(self, "StateLoadTaskDefinition", value=tasks[0].task_definition_arn,
                       description="aws ecs run-task --task-definition <this> (README: loading the feature state)")
-        return task
+        return tasks[0], tasks[1]
 
     def _gpu_training(self) -> batch.JobQueue:
         """AWS Batch on EC2 GPU instances (Fargate has no GPUs) for the CuPy training path."""
@@ -560,10 +579,11 @@ class FraudScoringStack(cdk.Stack):
                      "account-wide); the image pulls themselves are limited to the CDK container-assets repository.")
         ack(policy(self.training_task.execution_role), "IAM5[Resource::*]", ecr_token)
         object_prefixes(self.state_load_task.task_role, DATA_PREFIX, REGISTRY_PREFIX)
-        ack(policy(self.state_load_task.execution_role), "IAM5[Resource::*]", ecr_token)
-        ack(resource(self.state_load_task), "ECS2",
-            "The container environment holds the registry's S3 URI and the ARN of the hash-key secret (a name, "
-            "not its value: the task reads the value from Secrets Manager), no secret.")
+        for task in (self.state_load_task, self.state_catch_up_task):
+            ack(policy(task.execution_role), "IAM5[Resource::*]", ecr_token)
+            ack(resource(task), "ECS2",
+                "The container environment holds the registry's S3 URI and the ARN of the hash-key secret (a name, "
+                "not its value: the task reads the value from Secrets Manager), no secret.")
         ack(resource(self.training_task), "ECS2",
             "The container environment holds only S3 URIs of the stack's data bucket, metrics settings and the ARN "
             "of the hash-key secret (a name, not its value: the job reads the value from Secrets Manager).")

@@ -82,7 +82,7 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
     coverage = StateCoverage(stores["features"], settings.state_max_age_s)
     scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry, keys,
                              settings.in_progress_timeout_s, settings.max_clock_skew_s, settings.currency_rates,
-                             coverage if settings.state_fallback != "off" else None, settings.state_fallback)
+                             coverage, settings.state_fallback)
     feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
                                settings.feedback_window_days, settings.recall_slo)
     if settings.history_path and settings.backend == "local":

@@ -97,8 +97,9 @@ class ScoringService:
                  overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, keys: Pseudonymizer,
                  in_progress_timeout_s: float = 30, max_clock_skew_s: float = 300,
                  currency_rates: dict[str, float] | None = None, coverage=None, fallback: str = "off"):
-        """``coverage`` (a ``StateCoverage``) and ``fallback``: what decides while the feature
-        state is empty or stale (see ``Settings.state_fallback``); no coverage: the model."""
+        """``coverage`` (a ``StateCoverage``): told what the state has applied; with
+        ``fallback`` other than "off", it decides while the feature state is empty or stale
+        (see ``Settings.state_fallback``)."""
         self.holder = holder
         self.online = online
         self.idempotency = idempotency
@@ -176,6 +177,8 @@ class ScoringService:
                 except ConditionFailed:
                     pass
             raise
+        if fresh and self.coverage is not None:
+            self.coverage.applied(max(txn.timestamp for _, txn, *_ in fresh))
         self.router.maybe_drain()
         return results
 
@@ -212,7 +215,7 @@ class ScoringService:
         reasons = bundle.reasons(frame, exact=False)
         largest = bundle.metadata.get("amount_range", {}).get("max")
         currency = bundle.metadata.get("currency", "")
-        state = self.coverage.current() if self.coverage is not None else {"status": "fresh"}
+        state = self.coverage.current() if self.coverage is not None and self.fallback != "off" else {"status": "fresh"}
         for (i, txn, claim, digest, features, override), p, decision, why in zip(fresh, probs, decisions, reasons):
             decision, policy_reason = str(decision), None
             amount = features.get("amount", txn.amount)

@@ -60,6 +60,7 @@ MAX_ATTEMPTS = 20
 LABEL_APPLIED_PREFIX = "label-applied#"
 LABEL_MARKER_TTL_S = 400 * 86400  # as long as labels are kept: a later duplicate must still find it
 STATE_WATERMARK_KEY = "state-watermark"  # what transactions and labels a bulk-loaded state reflects
+STATE_LIVE_KEY = "state-live"  # the newest transaction the API applied to a fresh state (its heartbeat)
 MAX_SEEN_TERMINALS = 1000  # per card: about 30 bytes each in its state document
 
 

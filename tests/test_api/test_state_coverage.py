@@ -90,3 +90,57 @@ def test_local_warm_up_writes_the_watermark(local_settings, small_sim_dir, small
     state = container.coverage.current()
     assert state["transactions_until"] == small_transactions["timestamp"].max().isoformat()
     assert state["status"] == "stale"  # the simulated data ends in February
+
+
+def recent_txn(i: int, ago: timedelta) -> dict:
+    return {**txn(i), "timestamp": (datetime.now(timezone.utc) - ago).isoformat()}
+
+
+def test_the_apis_own_traffic_keeps_a_fresh_state_fresh_and_only_a_fresh_one(local_settings, declining_registry,
+                                                                              small_transactions, small_features):
+    """Two days after a load the API, which applied every transaction since, still scores
+    with the model; a state that went stale (the API down for days) is not made fresh by
+    scoring again: only a load or a catch-up of the missed days does that."""
+    from batch_jobs.state_load import load_state
+    from fraud.features.online import STATE_LIVE_KEY
+
+    container, client = service(local_settings, declining_registry, state_fallback="review")
+    container.coverage.heartbeat_s = 0
+    features = container.stores["features"]
+    watermark(container, timedelta(hours=47))  # loaded 47 hours ago; the limit is 48
+    r = client.post("/v1/score", json=recent_txn(20, timedelta(minutes=5)), headers=HEADERS).json()
+    assert r["policy_reason"] is None
+    applied = datetime.fromisoformat(features.get(STATE_LIVE_KEY).value["applied_until"])
+    assert abs((datetime.now(timezone.utc) - timedelta(minutes=5) - applied).total_seconds()) < 60
+    watermark(container, timedelta(hours=50))  # the load itself is now older than the limit
+    assert client.get("/v1/health").json()["state"]["status"] == "fresh"
+    assert client.post("/v1/score", json=recent_txn(21, timedelta(minutes=1)), headers=HEADERS).json()[
+        "decision"] == "decline"  # the model decides
+
+    features.delete(STATE_LIVE_KEY)  # the API was down since the load, 50 hours ago
+    assert client.get("/v1/health").json()["state"]["status"] == "stale"
+    r = client.post("/v1/score", json=recent_txn(22, timedelta(minutes=1)), headers=HEADERS).json()
+    assert "feature state is stale" in r["policy_reason"]
+    assert features.get(STATE_LIVE_KEY) is None and client.get("/v1/health").json()["state"]["status"] == "stale"
+
+    # a heartbeat does not make a state that was never loaded, and a load drops the old one
+    features.put(STATE_LIVE_KEY, {"applied_until": datetime.now(timezone.utc).isoformat()})
+    features.delete(STATE_WATERMARK_KEY)
+    assert client.get("/v1/health").json()["state"]["status"] == "empty"
+    spec, _ = small_features
+    load_state(small_transactions, spec, features, container.online.keys)
+    assert features.get(STATE_LIVE_KEY) is None
+
+
+def test_a_failing_heartbeat_does_not_fail_scoring(local_settings, declining_registry):
+    container, client = service(local_settings, declining_registry, state_fallback="review")
+    container.coverage.heartbeat_s = 0
+    watermark(container, timedelta(hours=1))
+
+    def broken(*_, **__):
+        raise ConnectionError("DynamoDB is down")
+
+    container.coverage.store = type("Broken", (), {"get_many": container.stores["features"].get_many,
+                                                   "put": staticmethod(broken)})()
+    r = client.post("/v1/score", json=recent_txn(30, timedelta(minutes=1)), headers=HEADERS)
+    assert r.status_code == 200 and r.json()["decision"] == "decline"

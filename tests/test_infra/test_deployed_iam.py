@@ -4,6 +4,7 @@ principal against moto's server with IAM enforcement on.
 
     nightly job (first night, empty registry)  as the training task role
     fraud state load (the one-off task)        as the state-load task role
+    fraud state catch-up (the nightly task)    the same role, after a day reached the lake only
     scoring API under uvicorn                  as the scoring function role
       API key made by `fraud api-key create`, score, replay, batch, lists, feedback,
       review messages, champion reload
@@ -26,12 +27,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -170,7 +173,7 @@ class Principal:
     statements: list[dict]     # exactly as synthesized (resolved)
     env: dict                  # the function's / task's environment as synthesized (resolved)
     creds: dict
-    command: list | None = None  # a task's container command as synthesized (resolved)
+    commands: dict | None = None  # a task's container command(s) as synthesized (resolved), by task family
 
     def run_env(self, moto: Moto, call_log: Path, **extra) -> dict:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAUD_"))}
@@ -188,6 +191,10 @@ def _principals(moto: Moto, template: dict, resolve: iam.Resolver) -> dict[str, 
     container = resources[task]["Properties"]["ContainerDefinitions"][0]
     state_task = _logical(template, "AWS::ECS::TaskDefinition", "Family", "fraud-dev-state-load")
     state_container = resources[state_task]["Properties"]["ContainerDefinitions"][0]
+    catch_up_task = _logical(template, "AWS::ECS::TaskDefinition", "Family", "fraud-dev-state-catch-up")
+    catch_up_container = resources[catch_up_task]["Properties"]["ContainerDefinitions"][0]
+    assert iam.role_of(template, catch_up_task, "TaskRoleArn") == iam.role_of(template, state_task, "TaskRoleArn")
+    assert catch_up_container["Environment"] == state_container["Environment"]
     plans = {
         "scoring": (iam.role_of(template, scoring_fn, "Role"),
                     resolve(resources[scoring_fn]["Properties"]["Environment"]["Variables"])),
@@ -203,8 +210,9 @@ def _principals(moto: Moto, template: dict, resolve: iam.Resolver) -> dict[str, 
     for name, (role, env) in plans.items():
         statements = iam.role_statements(template, role, resolve)
         creds = moto.user(admin_iam, name, iam.for_moto(statements))
-        command = resolve(state_container["Command"]) if name == "state_load" else None
-        principals[name] = Principal(name, statements, env, creds, command)
+        commands = {"load": resolve(state_container["Command"]),
+                    "catch-up": resolve(catch_up_container["Command"])} if name == "state_load" else None
+        principals[name] = Principal(name, statements, env, creds, commands)
     return principals
 
 
@@ -222,6 +230,22 @@ def _check_calls(principal: Principal, call_log: Path, arns: dict) -> list[dict]
               if u.split(": ", 1)[1] not in failure_paths and u.split(": ", 1)[1] not in PLATFORM_GRANTS]
     assert unused == [], f"{principal.name}: granted but never needed: {unused}"
     return calls
+
+
+def _recent_day(partition: Path) -> bytes:
+    """Four transactions of the last hours (one labelled since), as a day's lake partition."""
+    import pandas as pd
+
+    rows = pd.read_parquet(partition).head(4).copy()
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    rows["transaction_id"] = [f"lake-only-{i}" for i in range(4)]
+    rows["timestamp"] = [now - pd.Timedelta(hours=3) + pd.Timedelta(minutes=i) for i in range(4)]
+    rows["label"] = [1, 0, 0, 0]
+    rows["label_time"] = [now - pd.Timedelta(hours=1), pd.NaT, pd.NaT, pd.NaT]
+    rows["label_time"] = rows["label_time"].astype(pd.read_parquet(partition)["label_time"].dtype)
+    out = io.BytesIO()
+    rows.to_parquet(out, index=False)
+    return out.getvalue()
 
 
 def _run(args, env, timeout, cwd) -> subprocess.CompletedProcess:
@@ -278,10 +302,17 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         registry.promote(review_version, "send everything to review")
         # the deployment step before traffic: the one-off state-load task, its command as synthesized
         state_load = principals["state_load"]
-        assert state_load.command[:2] == ["state", "load"]
+        assert state_load.commands["load"][:2] == ["state", "load"]
         log = tmp_path / "state-load-calls.jsonl"
-        loaded = _run(["-m", "batch_jobs.cli", *state_load.command], state_load.run_env(moto, log), 300, work)
+        loaded = _run(["-m", "batch_jobs.cli", *state_load.commands["load"]], state_load.run_env(moto, log), 300, work)
         assert "watermark" in loaded.stdout
+        # a day reached the data lake but not the API: the nightly catch-up task, same role, same log
+        s3.put_object(Bucket=BUCKET, Key=f"transactions/date={date.today()}/part-0.parquet",
+                      Body=_recent_day(sorted(small_sim_dir.rglob("*.parquet"))[-1]))
+        assert state_load.commands["catch-up"][:2] == ["state", "catch-up"]
+        caught = _run(["-m", "batch_jobs.cli", *state_load.commands["catch-up"]], state_load.run_env(moto, log), 300,
+                      work)
+        assert "transactions: 4 applied of 4" in caught.stdout and "labels:       1 applied of 1" in caught.stdout
         _check_calls(state_load, log, arns)
 
         # -- the API, as the scoring function ---------------------------------------------------

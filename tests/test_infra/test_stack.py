@@ -124,6 +124,23 @@ def test_nightly_training_schedule_fargate_retries_dlq(dev):
     dev.resource_count_is("AWS::Batch::ComputeEnvironment", 0)
 
 
+def test_state_catch_up_runs_nightly_before_training_with_the_state_role(dev):
+    """What reached the data lake but not the API goes into the feature state each night, as a
+    task of the training image holding the state-load role (the training role writes no state)."""
+    dev.has_resource_properties("AWS::Scheduler::Schedule", {
+        "Name": "fraud-dev-state-catch-up", "ScheduleExpression": "cron(0 1 * * ? *)",
+        "Target": Match.object_like({
+            "EcsParameters": Match.object_like({"TaskDefinitionArn": {"Ref": Match.string_like_regexp(
+                "StateCatchUpTask")}}),
+            "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [Match.string_like_regexp("TrainingScheduleDLQ"), "Arn"]}}})})
+    tasks = {t["Properties"]["Family"]: t["Properties"] for t in dev.find_resources("AWS::ECS::TaskDefinition").values()}
+    load, catch_up = tasks["fraud-dev-state-load"], tasks["fraud-dev-state-catch-up"]
+    assert load["TaskRoleArn"] == catch_up["TaskRoleArn"] != tasks["fraud-dev-nightly-training"]["TaskRoleArn"]
+    assert catch_up["ContainerDefinitions"][0]["Command"][:2] == ["state", "catch-up"]
+    assert catch_up["ContainerDefinitions"][0]["Image"] == tasks["fraud-dev-nightly-training"][
+        "ContainerDefinitions"][0]["Image"]
+
+
 def test_gpu_training_option_on_aws_batch(tmp_path):
     gpu = template_for(tmp_path, gpu_training="true")
     gpu.has_resource_properties("AWS::Batch::ComputeEnvironment", {
@@ -309,7 +326,7 @@ def test_api_keys_and_the_hash_key_are_secrets_read_by_exactly_their_users(dev, 
                                             "FRAUD_HASH_KEY_SECRET_ARN": hash_key})}})
     assert _secret_readers(dev) == {"ScoringFunction": [api_keys, hash_key], "OutboxDrainFunction": [hash_key],
                                     "TrainingTask": [hash_key],  # training signs the registry's manifests
-                                    "StateLoadTask": [hash_key]}  # the state's keys are pseudonyms under it
+                                    "State": [hash_key]}  # load and catch-up: the state's keys are pseudonyms under it
     dev.has_output("ApiKeysSecretArn", {"Value": api_keys})
     # an existing secret of key digests, by ARN: used and granted, none created
     arn = "arn:aws:secretsmanager:eu-central-1:111122223333:secret:fraud/api-keys-AbCdEf"
