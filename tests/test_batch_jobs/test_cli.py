@@ -198,10 +198,12 @@ def test_registry_list_has_a_header_and_each_versions_figures(tmp_path, two_vers
     kind = summary["winner"]["kind"]
     created = registry.manifest(first)["created_at"][:16].replace("T", " ")
     validation = f"{summary['candidates'][kind]['validation_average_precision']:.4f}"
-    assert rows[0].startswith("* ") and re.split(r"\s{2,}", rows[0][2:]) == [
+    order = registry.versions()  # by id: both published within a second may sort either way
+    champion_row, other_row = rows[order.index(first)], rows[order.index(second)]
+    assert champion_row.startswith("* ") and re.split(r"\s{2,}", champion_row[2:]) == [
         first, created, kind, validation, f"{summary['test']['average_precision']:.4f}", "promote"]
-    assert rows[1].startswith("  ") and re.split(r"\s{2,}", rows[1][2:])[2:] == [kind, validation, "0.1235", "reject"]
-    assert re.split(r"\s{2,}", rows[1][2:])[0] == second
+    assert other_row.startswith("  ") and re.split(r"\s{2,}", other_row[2:])[2:] == [kind, validation, "0.1235", "reject"]
+    assert re.split(r"\s{2,}", other_row[2:])[0] == second
     assert rows[2].startswith("* the champion")
     newest = fraud("registry", "list", "--last", "1", "--registry", "registry", cwd=tmp_path).stdout.splitlines()
     assert newest[0] == header and newest[1] == rows[1] and newest[2] == "  (and 1 older: --last 0 lists all)"
