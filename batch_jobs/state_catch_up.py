@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from fraud.features.online import (APPLIED_PREFIX, APPLIED_TTL_S, LABEL_APPLIED_PREFIX, STATE_WATERMARK_KEY,
                                    OnlineFeatures, read_watermark)
 from fraud.features.spec import FeatureSpec
+from fraud.progress import progress_bar
 from fraud.pseudonym import Pseudonymizer
 from fraud.schema import LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds, tiebreak
 from fraud.storage.kv import KeyValueStore
@@ -104,8 +104,8 @@ def catch_up_state(frame: pd.DataFrame, spec: FeatureSpec, store: KeyValueStore,
     engine = OnlineFeatures(spec, store, keys=keys)
     records = frame.loc[events["row"].unique()].to_dict("index")
     done = _applied_already(store, events, records)
-    for kind, _, _, row in tqdm(events.itertuples(index=False), total=len(events), desc="state catch-up",
-                                unit="event", disable=not progress):
+    for kind, _, _, row in progress_bar(events.itertuples(index=False), enabled=progress, total=len(events),
+                                        desc="state catch-up", unit="event"):
         rec = records[row]
         if (kind, rec[TRANSACTION_ID]) in done:
             continue

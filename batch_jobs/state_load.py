@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from fraud.features.online import (STATE_LIVE_KEY, STATE_WATERMARK_KEY, OnlineFeatures, _add_label_states,
                                    history_states, read_watermark)
 from fraud.features.spec import FeatureSpec
+from fraud.progress import progress_bar
 from fraud.pseudonym import Pseudonymizer
 from fraud.schema import CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP
 from fraud.storage.kv import KeyValueStore
@@ -125,7 +125,7 @@ def write_state(store: KeyValueStore, states: dict[str, dict], watermark: dict, 
     store.delete(STATE_WATERMARK_KEY)
     store.delete(STATE_LIVE_KEY)  # the API's heartbeat vouched for state this load overwrites
     keys = sorted(states)
-    for lo in tqdm(range(0, len(keys), chunk_items), desc="state load", unit="chunk", disable=not progress):
+    for lo in progress_bar(range(0, len(keys), chunk_items), enabled=progress, desc="state load", unit="chunk"):
         store.put_many({k: states[k] for k in keys[lo:lo + chunk_items]}, ttl_seconds=ttl_seconds)
     store.put(STATE_WATERMARK_KEY, watermark)
 
