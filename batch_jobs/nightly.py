@@ -28,6 +28,7 @@ import pandas as pd
 
 from fraud import metrics
 from fraud.config import FraudConfig
+from fraud.evaluation import known_fraud_card
 from fraud.features.batch import build_features
 from fraud.features.spec import FeatureSpec
 from fraud.io import load_transactions
@@ -79,10 +80,15 @@ def ensure_default_data(path: Path, config: FraudConfig) -> bool:
 
 def gate(result: TrainingResult, champion_version: str | None, registry: ModelRegistry, transactions: pd.DataFrame,
          features: pd.DataFrame, config: FraudConfig) -> dict:
-    """Is the challenger not worse than the champion on the same test window?"""
+    """Is the challenger not worse than the champion on the same test window? Counted as
+    a fraud team counts (``fraud.evaluation``): cards with a fraud label known at the time
+    are left out of AP and recall; the money per day covers the whole window."""
     split = result.summary["split"]
     test_mask = ((transactions["timestamp"] >= pd.Timestamp(split["test"]["start"]))
                  & (transactions["timestamp"] < pd.Timestamp(split["test"]["end"]))).to_numpy()
+    known = known_fraud_card(transactions["timestamp"], transactions["card_id"].to_numpy(),
+                             transactions["label"].to_numpy(), transactions["label_time"])
+    counted = ~known[test_mask]  # within the window
     labels = transactions["label"].to_numpy()[test_mask]
     days = (transactions["timestamp"][test_mask].dt.floor("D")).astype("int64").to_numpy()
     capacity = config.policy.review_capacity_per_day
@@ -90,8 +96,10 @@ def gate(result: TrainingResult, champion_version: str | None, registry: ModelRe
 
     def score(bundle, feats):
         probs = bundle.predict_proba(feats.loc[test_mask])
-        return {"average_precision": metrics.ranking(probs, labels)["average_precision"],
-                "recall_at_capacity": metrics.recall_at_capacity(probs, labels, days, capacity),
+        return {"average_precision": metrics.ranking(probs[counted], labels[counted])["average_precision"],
+                "recall_at_capacity": metrics.recall_at_capacity(probs[counted], labels[counted], days[counted],
+                                                                 capacity),
+                "average_precision_unfiltered": metrics.ranking(probs, labels)["average_precision"],
                 # the report's money and catch per day, each model under its own thresholds
                 "outcomes": window_outcomes(probs, bundle.thresholds, window, config.policy, config.data.currency)}
 

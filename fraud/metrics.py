@@ -30,15 +30,27 @@ def recall_at_capacity(scores, labels, day_index, capacity_per_day: float) -> fl
     return float(top["y"].sum() / frame["y"].sum())
 
 
-def card_precision_at_k(scores, labels, cards, day_index, k: int) -> dict:
+def card_precision_at_k(scores, labels, cards, day_index, k: int, drop_detected: bool = True) -> dict:
     """Per day: rank cards by their highest score that day, take the top k, and count how
-    many had a fraud that day. Mean over days (the handbook's CP@k)."""
+    many had a fraud that day. Mean over days (the handbook's CP@k). ``drop_detected``: a
+    card found fraudulent in an earlier day's top k is blocked by then, so it is left out of
+    later days' ranking (the handbook's definition; False: every card every day)."""
     frame = pd.DataFrame({"s": np.asarray(scores), "y": np.asarray(labels), "c": np.asarray(cards),
                           "d": np.asarray(day_index)})
     per_card = frame.groupby(["d", "c"], sort=False).agg(s=("s", "max"), y=("y", "max")).reset_index()
-    top = per_card.sort_values("s", ascending=False, kind="mergesort").groupby("d").head(k)
-    daily = top.groupby("d")["y"].sum() / k
-    return {"k": int(k), "mean": float(daily.mean()), "per_day": [float(v) for v in daily.sort_index()]}
+    ranked = per_card.sort_values("s", ascending=False, kind="mergesort")
+    detected: set = set()
+    daily = {}
+    for day in sorted(per_card["d"].unique()):
+        today = ranked[ranked["d"] == day]
+        if drop_detected:
+            today = today[~today["c"].isin(detected)]
+        top = today.head(k)
+        daily[day] = top["y"].sum() / k
+        detected.update(top.loc[top["y"] == 1, "c"])
+    values = [float(daily[d]) for d in sorted(daily)]
+    return {"k": int(k), "mean": float(np.mean(values)) if values else float("nan"), "per_day": values,
+            "drop_detected": drop_detected}
 
 
 def per_class(decisions, labels, patterns) -> dict:

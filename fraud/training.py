@@ -11,6 +11,11 @@ the validation folds (``search``); the winner is picked on validation average pr
 ties broken by recall within the review capacity; its scores are calibrated on
 validation; thresholds are chosen on calibrated validation scores (``policy``); the test
 window is only reported, for every candidate side by side.
+
+Figures, search and selection count the transactions of cards with no fraud label known
+at that moment (``evaluation``: those cards are blocked in production); the unfiltered
+test figures are reported beside them. Calibration, thresholds and the expected review
+share use every validation/test row: the review team sees all the traffic.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import evaluation, metrics
 from .bundle import ModelBundle
 from .calibration import Calibrator, calibration_curve
 from .config import FraudConfig
@@ -84,7 +89,9 @@ class TrainingResult:
     searches: dict = field(default_factory=dict)
 
 
-def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int) -> list[FoldData]:
+def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int,
+               counted: np.ndarray) -> list[FoldData]:
+    """``counted``: rows that count in validation (``evaluation``)."""
     rng = np.random.default_rng(seed)
     folds = []
     for fold in split.folds:
@@ -92,7 +99,7 @@ def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int)
         known = labels_known_at(train.label, train.label_time, fold.label_cutoff)
         keep = (known == 1) | (rng.random(len(known)) < rate)
         weight = np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else None
-        val = data.rows(fold.validation.mask(data.timestamp))
+        val = data.rows(fold.validation.mask(data.timestamp) & counted)
         if known[keep].sum() == 0 or val.label.sum() == 0:
             raise ValueError(f"fold {fold.train.start.date()}..{fold.validation.end.date()} has no fraud "
                              "labels in its training or validation window")
@@ -138,7 +145,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     split = split or make_split(data.timestamp, config.split, pd.Timedelta(config.data.label_delay))
     check_classes(split, data.timestamp, data.label, data.label_time)  # InsufficientDataError
     cfg = config.search
-    folds = _fold_data(data, split, cfg.negative_sample_rate, cfg.seed)
+    counted = ~evaluation.known_fraud_card(data.timestamp, data.card_id, data.label, data.label_time)
+    folds = _fold_data(data, split, cfg.negative_sample_rate, cfg.seed, counted)
     log.info("time split: %s", split.to_dict())
     kinds = list(cfg.candidates)
     budget = cfg.time_budget_s
@@ -153,18 +161,21 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
             log.info("%s: best validation AP %.4f with %s (%d trials)", kind, best.score, best.params,
                      len(results[kind].trials))
 
-    val = data.rows(split.folds[0].validation.mask(data.timestamp))
-    test = data.rows(split.test.mask(data.timestamp))
+    val_mask, test_mask = split.folds[0].validation.mask(data.timestamp), split.test.mask(data.timestamp)
+    val, val_counted = data.rows(val_mask), data.rows(val_mask & counted)
+    test_all, test = data.rows(test_mask), data.rows(test_mask & counted)
     capacity = config.policy.review_capacity_per_day
-    winner, choice = _choose_winner(results, val, capacity)
+    winner, choice = _choose_winner(results, val_counted, capacity)
     model = results[winner].model
 
     raw_val = model.predict_proba(val.features)
-    raw_test = model.predict_proba(test.features)
+    raw_test, raw_test_all = model.predict_proba(test.features), model.predict_proba(test_all.features)
     calibrator = Calibrator(cfg.calibration).fit(raw_val, val.label)
-    cal_val, cal_test = calibrator.predict(raw_val), calibrator.predict(raw_test)
+    cal_val, cal_test, cal_test_all = calibrator.predict(raw_val), calibrator.predict(raw_test), \
+        calibrator.predict(raw_test_all)
     thresholds, policy_report = choose_thresholds(cal_val, val.label, val.amount, val.n_days(), config.policy)
     test_outcome = outcome(cal_test, test.label, test.amount, test.n_days(), thresholds, config.policy)
+    workload = outcome(cal_test_all, test_all.label, test_all.amount, test_all.n_days(), thresholds, config.policy)
     decisions = thresholds.decide(cal_test)
     margins = model.margin(test.features)
 
@@ -176,15 +187,23 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
             **choice["validation"][kind], "params": res.best.params, "rounds": res.model.n_rounds_,
             "trials": len(res.trials), **{f"test_{k}": v for k, v in metrics.ranking(probs, test.label).items()},
             "test_recall_at_capacity": metrics.recall_at_capacity(probs, test.label, test.days(), capacity),
+            "test_average_precision_unfiltered": metrics.ranking(res.model.predict_proba(test_all.features),
+                                                                 test_all.label)["average_precision"],
         }
         plots["pr_curves"][kind] = metrics.pr_curve(probs, test.label)
         plots["histories"][kind] = res.model.history_
     gamma, alpha = model.focal if winner in FOCAL_KINDS else (0.0, None)
     summary = {
         "split": split.to_dict(),
-        "rows": {"train_fold0": int(folds[0].y_train.size), "validation": int(len(val.label)),
-                 "test": int(len(test.label)), "validation_frauds": int(val.label.sum()),
+        "rows": {"train_fold0": int(folds[0].y_train.size), "validation": int(len(val_counted.label)),
+                 "test": int(len(test.label)), "validation_frauds": int(val_counted.label.sum()),
                  "test_frauds": int(test.label.sum())},
+        "evaluation": {
+            "counted": "transactions of cards with no fraud label known at that moment (known ones are blocked)",
+            "validation_rows_left_out": int(len(val.label) - len(val_counted.label)),
+            "validation_frauds_left_out": int(val.label.sum() - val_counted.label.sum()),
+            "test_rows_left_out": int(len(test_all.label) - len(test.label)),
+            "test_frauds_left_out": int(test_all.label.sum() - test.label.sum())},
         "choice": choice,
         "candidates": candidates,
         "winner": {"kind": winner, "params": results[winner].best.params, "rounds": model.n_rounds_,
@@ -199,6 +218,10 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
                  "per_class": metrics.per_class(decisions, test.label, test.pattern if test.pattern is not None
                                                 else np.full(len(test.label), "")),
                  "focal": metrics.focal_view(margins, test.label, gamma, alpha)},
+        "test_unfiltered": {**metrics.ranking(cal_test_all, test_all.label), "policy": workload.to_dict(),
+                            "card_precision_at_k": metrics.card_precision_at_k(
+                                cal_test_all, test_all.label, test_all.card_id, test_all.days(), int(round(capacity)),
+                                drop_detected=False)},
         "feature_importance": model.feature_importance(),
         "trials": [{"kind": t.kind, "params": t.params, "validation_ap": t.score, "fold_scores": t.scores,
                     "rounds": t.rounds, "seconds": t.seconds} for r in results.values() for t in r.trials],
@@ -217,8 +240,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
                                    "currency": config.data.currency, "amount_range": _amount_range(data.amount),
                                    # the share of transactions the thresholds send to review (test window):
                                    # the API's review-volume alarm compares live traffic with it
-                                   "expected_review_share": test_outcome.reviews_per_day * test.n_days()
-                                   / max(len(test.label), 1)})
+                                   "expected_review_share": workload.reviews_per_day * test_all.n_days()
+                                   / max(len(test_all.label), 1)})
     log.info("winner %s (gamma %s, alpha %s): test AP %.4f, recall at thresholds %.3f, %.1f reviews/day",
              winner, gamma, alpha, summary["test"]["average_precision"], test_outcome.recall,
              test_outcome.reviews_per_day)
