@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import os
 import re
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,8 +44,10 @@ def night(tmp_path_factory, small_training, small_transactions, small_features, 
     t = small_training.bundle.thresholds
     yesterday = dataclasses.replace(small_training.bundle, thresholds=Thresholds(review=min(4 * t.review, 0.9),
                                                                                  decline=2.0))
-    previous = registry.publish(yesterday)
-    registry.promote(previous, "yesterday's champion")
+    with pytest.MonkeyPatch.context() as clock:  # published and promoted on an earlier day than tonight's run
+        clock.setattr("fraud.registry._now", lambda: datetime(2026, 2, 20, 6, 30, tzinfo=timezone.utc))
+        previous = registry.publish(yesterday)
+        registry.promote(previous, "yesterday's champion")
     previous_record = registry.champion_record()
     spec, features = small_features
 
@@ -111,6 +114,13 @@ def section(html: str, element_id: str) -> str:
     return html[start:end if end > 0 else None]
 
 
+def _workload(night) -> dict:
+    """fraud.policy's outcome of the thresholds on every test-window transaction (what the
+    review team sees), as training reported it."""
+    summary = night.training.summary
+    return summary.get("test_unfiltered", summary["test"])["policy"]
+
+
 def test_the_page_opens_with_the_served_version_since_when_and_the_policy_in_a_sentence(night):
     served = night.registry.champion_record()
     assert served["version"] == night.result.version  # tonight's model was promoted
@@ -125,7 +135,7 @@ def test_the_page_opens_with_the_served_version_since_when_and_the_policy_in_a_s
     assert float(m[1]) == pytest.approx(bundle.thresholds.review, rel=5e-4)
     assert float(m[2]) == pytest.approx(bundle.thresholds.decline, rel=5e-4)
     # volumes as fraud.policy measured them on the test window when training chose the thresholds
-    policy = night.training.summary["test"]["policy"]
+    policy = _workload(night)
     assert float(m[3]) == pytest.approx(policy["reviews_per_day"], abs=0.5)
     assert float(m[4]) == pytest.approx(policy["declines_per_day"], abs=0.5)
     assert decision.index("Served:") < decision.index("A score of")
@@ -150,7 +160,7 @@ def test_money_adds_up_to_the_fraud_of_the_test_window_and_matches_the_policy_co
         assert total["frauds"] == int(window["label"].sum()) and total["transactions"] == len(window)
         assert total["cost"] == pytest.approx(total["review_cost"] + total["false_decline_cost"] + total["missed_cost"])
     # the same cost as fraud.policy's own computation for the thresholds chosen in training
-    policy = night.training.summary["test"]["policy"]
+    policy = _workload(night)
     assert ours["total"]["cost_per_day"] == pytest.approx(policy["cost_per_day"])
     assert ours["total"]["recall"] == pytest.approx(policy["recall"])
     assert ours["total"]["days"] == len(window["timestamp"].dt.floor("D").unique())
@@ -174,7 +184,7 @@ def test_champion_and_challenger_are_named_by_version_with_dates(night):
     assert header[1][1:] == [night.result.version, night.previous]
     assert "challenger" not in header[1]
     facts = {row[0]: row[1:] for _, row in rows}
-    assert facts["Champion since"][1] == fmt.when(night.previous_record["at"])
+    assert facts["Champion since"] == [fmt.when(night.registry.champion_record()["at"]), "20 Feb 2026, 06:30 UTC"]
     published = night.registry.manifest(night.previous)["created_at"]
     assert facts["Published"][1] == fmt.when(published)
     assert facts["Trained on data up to"][0] == fmt.date(night.summary["split"]["as_of"])
@@ -286,9 +296,10 @@ OVERFLOW = """() => {
 }"""
 
 
-def _browser():
-    """Playwright's Chromium from the system (CI installs Debian's); skipped locally without it,
-    a failure where FRAUD_REQUIRE_BROWSER=1 (CI)."""
+@pytest.fixture(scope="session")
+def chromium():
+    """Playwright driving the system's Chromium (CI installs Debian's); skipped locally without
+    it, a failure where FRAUD_REQUIRE_BROWSER=1 (CI). Checked before the report is built."""
     required = os.environ.get("FRAUD_REQUIRE_BROWSER") == "1"
     try:
         from playwright.sync_api import sync_playwright
@@ -304,8 +315,8 @@ def _browser():
 
 
 @pytest.mark.timeout(120)
-def test_report_fits_the_page_and_every_image_loads_in_chromium(night, tmp_path):
-    sync_playwright = _browser()
+def test_report_fits_the_page_and_every_image_loads_in_chromium(chromium, night, tmp_path):
+    sync_playwright = chromium
     url = (night.result.run_dir / "report.html").as_uri()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
