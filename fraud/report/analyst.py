@@ -69,7 +69,7 @@ def decision(r: RunView) -> str:
         met = ("met on the validation days." if s["policy"].get("target_recall_met") else
                "<b class='warn'>not met</b>: the review capacity does not allow it; the policy is the cheapest "
                "within capacity.")
-        parts.append(f"<p>Target recall {fmt.pct(target)}: {met}</p>")
+        parts.append(f"<p>Target recall {fmt.pct(target)} (this run's thresholds): {met}</p>")
     return "".join(parts) + "</section>"
 
 
@@ -225,7 +225,8 @@ def models(r: RunView) -> str:
     verdict = (f"<p>Decision: <b>{esc(r.gate['decision'])}</b>. {esc(reason[:1].upper() + reason[1:])}.</p>"
                if r.gate.get("decision") else "")
     return (f"<h2 id='models'>Challenger vs champion (same test window)</h2><p>Both models scored on the same "
-            f"days, {esc(r.window)}, each with its own thresholds.</p>{table(header, rows, 'models')}{verdict}")
+            f"days, {esc(r.window)}, each with its own thresholds; average precision and recall within capacity are "
+            f"{term('counted', 'counted as the gate counts')}.</p>{table(header, rows, 'models')}{verdict}")
 
 
 def drift() -> str:

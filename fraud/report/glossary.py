@@ -11,6 +11,11 @@ from .fmt import esc
 GLOSSARY: dict[str, tuple[str, str]] = {
     "test-window": ("Test window", "The most recent days whose fraud labels are complete. No model saw them while "
                     "it was trained or tuned, so figures on them are what to expect in production."),
+    "counted": ("Counted payments", "Model quality figures (average precision, AUC, recall within capacity, card "
+                "precision@k) and the gate leave out the payments of cards whose fraud was already known at the "
+                "time: those cards are blocked, so catching them again says nothing about the model. Money, review "
+                "volumes and the day-by-day and fraud-pattern figures cover every payment of the window: the review "
+                "team sees them all."),
     "threshold": ("Review and decline thresholds", "The model gives every payment a score between 0 and 1 (a "
                   "calibrated probability of fraud). At or above the review threshold the payment goes to a human "
                   "reviewer; at or above the decline threshold it is declined automatically. They are chosen on the "

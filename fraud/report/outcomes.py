@@ -26,7 +26,7 @@ NO_PATTERN = ""
 def _sums(frame: pd.DataFrame, policy: PolicyConfig) -> pd.DataFrame:
     """Counts and money per group of ``frame`` (grouped already): one row per group."""
     out = pd.DataFrame({
-        "transactions": frame["y"].size(),
+        "transactions": frame["fraud"].size(),
         "frauds": frame["fraud"].sum(),
         "caught": frame["caught"].sum(),
         "fraud_amount": frame["fraud_amount"].sum(),
@@ -70,7 +70,7 @@ def window_outcomes(scores, thresholds: Thresholds, window: pd.DataFrame, policy
         if window["timestamp"].dt.tz is not None else window["timestamp"].dt.strftime("%Y-%m-%d").to_numpy(),
         "pattern": (window["fraud_pattern"].fillna(NO_PATTERN).astype(str).to_numpy()
                     if "fraud_pattern" in window.columns else np.full(len(window), NO_PATTERN, dtype=object)),
-        "y": y, "fraud": y, "caught": y & flagged,
+        "fraud": y, "caught": y & flagged,
         "fraud_amount": np.where(y, amount, 0.0), "caught_amount": np.where(y & flagged, amount, 0.0),
         "review": decision == REVIEW, "decline": decision == DECLINE, "false_decline": (decision == DECLINE) & ~y,
     })

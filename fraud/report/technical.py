@@ -43,16 +43,29 @@ def _candidates(s: dict) -> str:
               "</dl></details>")
 
 
+def _winner_metrics(s: dict) -> str:
+    """The winner's test figures as the gate counts them and, where training reports them, on
+    every payment of the window beside them."""
+    views = [s["test"]] + ([s["test_unfiltered"]] if s.get("test_unfiltered") else [])
+    k = s["test"]["card_precision_at_k"]["k"]
+    rows = [[term("ap", "Average precision"), *(fmt.ratio(v["average_precision"]) for v in views)],
+            [term("auc", "AUC ROC"), *(fmt.ratio(v["auc_roc"]) for v in views)],
+            [term("card-precision", f"Card precision@{k}"), *(fmt.pct(v["card_precision_at_k"]["mean"], 1)
+                                                               for v in views)],
+            [term("recall", "Recall at the thresholds"), *(fmt.pct(v["policy"]["recall"], 1) for v in views)],
+            [term("precision", "Precision at the thresholds"), *(fmt.pct(v["policy"]["precision"], 1) for v in views)],
+            [term("decline-precision"), *(fmt.pct(v["policy"]["decline_precision"], 1) for v in views)]]
+    if len(views) == 1:
+        return table(["Metric", "Value"], rows, "metrics")
+    left_out = (s.get("evaluation") or {}).get("test_rows_left_out")
+    note = (f"<p>{fmt.count(left_out)} test payments of cards already known as fraud are left out of the first "
+            "column.</p>" if left_out is not None else "")
+    return table(["Metric", f"{term('counted', 'Counted')} (as the gate)", "All payments"], rows, "metrics") + note
+
+
 def quality(r: RunView, images: dict) -> str:
     s = r.s
-    test, pol = s["test"], s["test"]["policy"]
-    cp = test["card_precision_at_k"]
-    metrics = [[term("ap", "Average precision"), fmt.ratio(test["average_precision"])],
-               [term("auc", "AUC ROC"), fmt.ratio(test["auc_roc"])],
-               [term("card-precision", f"Card precision@{cp['k']}"), fmt.pct(cp["mean"], 1)],
-               [term("recall", "Recall at the thresholds"), fmt.pct(pol["recall"], 1)],
-               [term("precision", "Precision at the thresholds"), fmt.pct(pol["precision"], 1)],
-               [term("decline-precision"), fmt.pct(pol["decline_precision"], 1)]]
+    test = s["test"]
     calibration = [[w.capitalize(), *(fmt.ratio(v[k], 4) for k in ("ece_before", "ece_after", "brier_before",
                                                                        "brier_after"))]
                    for w, v in s["calibration"].items() if isinstance(v, dict)]
@@ -67,7 +80,7 @@ def quality(r: RunView, images: dict) -> str:
     parts = ["<h2 id='quality'>Model quality, for the data scientist</h2>",
              f"<p>Winner: {kind_name(s['winner']['kind'])} <code>{esc(s['winner']['kind'])}</code>. "
              f"{esc(s['choice']['reason'])}.</p>", _candidates(s),
-             "<h3>The winner on the test window</h3>", table(["Metric", "Value"], metrics, "metrics"),
+             "<h3>The winner on the test window</h3>", _winner_metrics(s),
              f"<h3>{term('calibration', 'Calibration')} ({esc(method)})</h3>",
              table(["Window", "ECE before", "ECE after", "Brier before", "Brier after"], calibration, "calibration"),
              f"<h3>Focal view of the test rows ({term('p-t', 'p_t')})</h3>",

@@ -215,9 +215,9 @@ def test_target_recall_is_mentioned_only_when_a_target_is_set(night):
     summary = copy.deepcopy(night.summary)
     summary["policy"].update(target_recall=0.9, target_recall_met=False)
     decision = text(section(page(summary, {}), "decision"))
-    assert "Target recall 90%: not met" in decision
+    assert "Target recall 90% (this run's thresholds): not met" in decision
     summary["policy"]["target_recall_met"] = True
-    assert "Target recall 90%: met" in text(section(page(summary, {}), "decision"))
+    assert "Target recall 90% (this run's thresholds): met" in text(section(page(summary, {}), "decision"))
 
 
 def test_a_kept_champion_is_what_the_page_says_is_served(night):
@@ -252,9 +252,14 @@ def test_tables_are_written_for_reading_and_every_metric_is_in_the_glossary(nigh
                 assert not re.search(r"\d{4}-\d\d-\d\d", cell), (name, cell)  # dates as dates
     links = set(re.findall(r"href='#g-([\w-]+)'", html))
     assert links <= set(GLOSSARY), links - set(GLOSSARY)
-    for key in ("ap", "card-precision", "p-t", "recall-at-capacity", "calibration"):
+    for key in ("ap", "card-precision", "p-t", "recall-at-capacity", "calibration", "counted"):
         assert key in links
         assert html.count(f"id='g-{key}'") == 1
+    # the winner's figures as the gate counts them, and on every payment where training reports both
+    header, *rows = tables(html)["metrics"]
+    views = [night.summary["test"]] + ([night.summary["test_unfiltered"]] if "test_unfiltered" in night.summary else [])
+    assert len(header[1]) == 1 + len(views)
+    assert rows[0][1][1:] == [fmt.ratio(v["average_precision"]) for v in views]
     # the long hyper-parameters are folded away
     params = section(html, "parameters")
     assert "<details>" in params and "max_depth" in params
