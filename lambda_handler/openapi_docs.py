@@ -24,8 +24,8 @@ API_KEY_HEADER = APIKeyHeader(
 
 DESCRIPTION = """Scores payment transactions, routes risky ones to review, takes labels back.
 
-Every route but health needs an API key in `x-api-key` (**Authorize** above). Amounts are in
-the model's currency (EUR by default) unless `FRAUD_CURRENCY_RATES` converts others.
+Every route but health needs an API key in `x-api-key` (in `/docs`: the **Authorize**
+button). Amounts are in the model's currency (EUR by default) unless `FRAUD_CURRENCY_RATES` converts others.
 
 **Errors** are RFC 9457 problems (`application/problem+json`) with the request's
 `request_id` (also the `x-request-id` response header). Their `type`:

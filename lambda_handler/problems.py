@@ -42,7 +42,7 @@ class Problem(BaseModel):
     status: int = Field(ge=400, le=599, examples=[422])
     detail: str = Field(examples=["1 field refused"])
     instance: str = Field(description="the request's path", examples=["/v1/score"])
-    request_id: str = Field(description="also in the x-request-id header and the server's log lines",
+    request_id: str = Field(description="also in the x-request-id header (and the server's log line of a 500)",
                             examples=["3f6c2a1e-8d4b-4c1a-9e77-0b5d2f9a6c10"])
     errors: list[FieldError] | None = Field(None, description="422 only: each refused field")
 
