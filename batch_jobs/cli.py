@@ -2,6 +2,7 @@
 
     fraud train                 the nightly job on the embedded default (simulates data if absent)
     fraud train --data DIR --config my.toml     on your own transactions
+    fraud train --as-of 2026-06-01 --from 2026-01-01 --to 2026-06-01    a past moment, a date range
     fraud simulate --days 180 --out data/transactions
     fraud score-batch --input DAY --output scores.parquet --history DIR | --no-history [--dask local]
     fraud registry list | show [VERSION]        versions with their figures; one version (default: the champion)
@@ -61,14 +62,17 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from fraud.splits import TrainingWindow
+
     from .nightly import run_nightly
 
     config = _config(args)
     data = args.data or os.environ.get("FRAUD_DATA_URI") or DEFAULT_DATA
+    window = TrainingWindow.parse(args.window_from, args.window_to, args.as_of, config.data.timezone)
     try:
         result = run_nightly(config, data, registry_uri=args.registry, runs_dir=args.runs,
                              simulate_if_missing=data == DEFAULT_DATA, dask=args.dask, score_latest=not args.no_score,
-                             progress=not args.no_progress, config_path=args.config)
+                             progress=not args.no_progress, config_path=args.config, window=window)
     except BaseException:
         _training_metric(False)
         raise
@@ -257,7 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where reports go, a directory or s3:// prefix (one sub-directory per run)")
     p.add_argument("--dask", help="'local' for a LocalCluster or a scheduler address, e.g. tcp://host:8786 "
                                   "(default: no Dask, this process alone)")
-    p.add_argument("--no-score", action="store_true", help="skip scoring the latest day")
+    p.add_argument("--as-of", help="train as of this moment: later transactions are left out and the windows "
+                                   "count back from it (default: the data's newest day)")
+    p.add_argument("--from", dest="window_from", help="first day (or time) of the transactions used (default: all)")
+    p.add_argument("--to", dest="window_to", help="end (exclusive) of the transactions used (default: all); "
+                                                  "dates without an offset are read in [data] timezone")
+    p.add_argument("--no-score", action="store_true", help="skip scoring the latest day (never scored with "
+                                                           "--as-of/--from/--to)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (there are none when stderr is "
                                                               "not a terminal)")
     p.set_defaults(func=cmd_train)

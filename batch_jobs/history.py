@@ -48,7 +48,7 @@ def read_range(source, config: FraudConfig, start: pd.Timestamp, end: pd.Timesta
     """Valid transactions with start <= timestamp < end (bad rows are skipped here; the
     nightly job is where they are counted and quarantined)."""
     validator = Validator(config.columns, config.data.label_delay.total_seconds(),
-                          timestamp_format=config.data.timestamp_format)
+                          timestamp_format=config.data.timestamp_format, timezone=config.data.timezone)
     parts = []
     for uri in files_in_range(source, start, end, endpoint_url):
         for good, _ in iter_transactions(uri, config, endpoint_url=endpoint_url, validator=validator):

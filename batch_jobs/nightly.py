@@ -35,7 +35,7 @@ from fraud.io import load_transactions
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes
 from fraud.simulator import TransactionSimulator
-from fraud.splits import InsufficientDataError, check_classes, make_split
+from fraud.splits import InsufficientDataError, TrainingWindow, check_classes, make_split
 from fraud.training import LabelledFeatures, TrainingResult, train
 
 from .history import latest_day, partition_path
@@ -125,8 +125,25 @@ def gate(result: TrainingResult, champion_version: str | None, registry: ModelRe
     return {"decision": decision, "reason": reason, "scores": {"challenger": challenger, "champion": champion}}
 
 
+def _in_window(transactions: pd.DataFrame, window: TrainingWindow, data) -> pd.DataFrame:
+    """The rows of ``window`` (start <= time < end, and before as_of: what was known then)."""
+    if window.empty:
+        return transactions
+    ts = transactions["timestamp"]
+    keep = pd.Series(True, index=transactions.index)
+    for bound, op in ((window.start, ts.ge), (window.end, ts.lt), (window.as_of, ts.lt)):
+        if bound is not None:
+            keep &= op(bound)
+    kept = transactions.loc[keep].reset_index(drop=True)
+    log.info("training window %s: %d of %d transactions", window, len(kept), len(transactions))
+    if not len(kept):
+        raise InsufficientDataError(f"no transactions of {data} fall in the training window {window} (the data runs "
+                                    f"from {ts.min()} to {ts.max()}). Nothing was written.")
+    return kept
+
+
 def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_missing: bool, dask: str | None,
-                       progress: bool, endpoint_url: str | None):
+                       progress: bool, endpoint_url: str | None, window: TrainingWindow):
     """Read and check the data, then (only if it can be trained on) create the run folder,
     build the features and train. Bad or too little data raises ``InputError`` first."""
     if simulate_if_missing and not str(data).startswith("s3://"):
@@ -140,12 +157,13 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
         raise InsufficientDataError(f"no valid transactions to train on in {data}: its tables have no rows"
                                     + (f" ({validation.rows_in} read, all set aside)" if validation.rows_in else "")
                                     + "; point --data at your transactions. Nothing was written.")
-    split = make_split(transactions["timestamp"], config.split, pd.Timedelta(config.data.label_delay))
+    transactions = _in_window(transactions, window, data)
+    split = make_split(transactions["timestamp"], config.split, pd.Timedelta(config.data.label_delay), window.as_of)
     check_classes(split, transactions["timestamp"], transactions["label"].to_numpy(), transactions["label_time"])
     run_dir.mkdir(parents=True, exist_ok=True)
 
     step = time.perf_counter()
-    spec = FeatureSpec.default(config.features, config.columns)
+    spec = FeatureSpec.default(config.features, config.columns, config.data.timezone)
     if dask:
         from fraud.features.distributed import build_features_dask, dask_client
 
@@ -173,8 +191,12 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
 
 def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None = None, runs_dir: str | Path = "runs",
                 simulate_if_missing: bool = False, dask: str | None = None, score_latest: bool = True,
-                progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None) -> NightlyResult:
+                progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None,
+                window: TrainingWindow | None = None) -> NightlyResult:
+    """``window``: train as of a past moment and/or on a date range (``fraud train --as-of
+    --from --to``); then the newest day is not scored (the model is not today's)."""
     started = time.perf_counter()
+    window = window or TrainingWindow()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     remote_runs = str(runs_dir).startswith("s3://")
     local_root = Path(tempfile.mkdtemp(prefix="fraud-run-")) if remote_runs else Path(runs_dir)
@@ -186,7 +208,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
     ours = not run_dir.exists()
     try:
         transactions, validation, features, spec, result = _prepare_and_train(
-            config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url)
+            config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url, window)
         step = time.perf_counter()
         champion_before = registry.champion()
         champion_record_before = registry.champion_record()  # when it became champion, for the report
@@ -194,7 +216,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
         summary = {**result.summary, "run_id": run_id, "gate": verdict,
                    "data": {"source": str(data), "rows": int(len(transactions)), "invalid_rows": validation.rows_bad,
                             "first": transactions["timestamp"].min().isoformat(),
-                            "last": transactions["timestamp"].max().isoformat()}}
+                            "last": transactions["timestamp"].max().isoformat(), "window": str(window)}}
         version = registry.publish(result.bundle, extra={
             "metrics.json": summary,
             "config.json": json.loads(config.model_dump_json()),
@@ -223,7 +245,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
     artefacts = {f"report_{k}": v for k, v in write_report(run_dir, summary, result.plots).items()}
     log.info("[5/6] report written to %s", artefacts["report_html"])
 
-    if score_latest and not str(data).startswith("s3://"):
+    if score_latest and window.empty and not str(data).startswith("s3://"):
         day = latest_day(data)
         if day is not None:
             step = time.perf_counter()

@@ -63,10 +63,24 @@ class DataConfig(_Section):
     quarantine_dir: str = "quarantine"
     # strptime format of timestamps given as text, e.g. "%d/%m/%Y %H:%M"; "" = ISO-8601 only
     timestamp_format: str = ""
+    # IANA time zone of timestamps written without an offset (and of the calendar features:
+    # hour, night and weekend are the business's local ones), e.g. "Europe/Paris"
+    timezone: str = "UTC"
 
     @property
     def label_delay(self) -> timedelta:
         return timedelta(days=self.label_delay_days)
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, v):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {v!r} is not an IANA time zone name such as 'UTC' or 'Europe/Paris'") from None
+        return v
 
     @field_validator("timestamp_format")
     @classmethod

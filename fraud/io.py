@@ -94,7 +94,7 @@ def iter_transactions(source, config: FraudConfig, require_label: bool = False,
                       endpoint_url: str | None = None, validator: Validator | None = None):
     """Yield (valid chunk, rejected chunk) pairs; ``validator.report`` accumulates counts."""
     validator = validator or Validator(config.columns, config.data.label_delay.total_seconds(), require_label,
-                                       config.data.timestamp_format)
+                                       config.data.timestamp_format, config.data.timezone)
     columns = list(config.columns.present().values())
     row = 0
     for raw in iter_raw_chunks(source, config.data.chunk_rows, columns, endpoint_url):
@@ -112,7 +112,7 @@ def load_transactions(source, config: FraudConfig, require_label: bool = False,
     rows exceeds ``config.data.max_bad_row_fraction``.
     """
     validator = Validator(config.columns, config.data.label_delay.total_seconds(), require_label,
-                          config.data.timestamp_format)
+                          config.data.timestamp_format, config.data.timezone)
     good_parts, bad_parts = [], []
     for good, bad in iter_transactions(source, config, require_label, endpoint_url, validator):
         good_parts.append(good)

@@ -11,7 +11,7 @@ Two kinds of problem:
   run stops with an ``InputError`` listing examples.
 
 Timestamps given as text are read as ISO-8601 (YYYY-MM-DD, optionally with a time and an
-offset; none = UTC) unless ``[data] timestamp_format`` gives their strptime format (then a
+offset; none = a wall-clock time of ``[data] timezone``, UTC by default) unless ``[data] timestamp_format`` gives their strptime format (then a
 value that does not match is a bad row). Any other text form (``02/01/2026``, ``Jan 2 2026``)
 is never guessed: without a format it is fatal, naming the column, an example and its row.
 A numeric column holds seconds since the epoch.
@@ -66,10 +66,25 @@ ISO_FORM = "YYYY-MM-DD, optionally with a time and an offset, e.g. 2026-01-02T10
 OTHER_FORMS_CHECKED = 1000  # distinct non-ISO values per chunk looked at for a date in another form
 
 
-def _to_utc(values: pd.Series, column: str, timestamp_format: str = "") -> tuple[pd.Series, str]:
+# a time of day followed by an offset: what makes an ISO-8601 text value time-zone aware
+OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _localize(naive: pd.Series, timezone: str) -> pd.Series:
+    """Naive wall-clock times of ``timezone`` as UTC. At a DST change, a time that occurs
+    twice is read as the first (summer) one and a time that does not exist moves forward
+    to the change: an hour a year, nothing dropped."""
+    if timezone == "UTC":
+        return naive.dt.tz_localize("UTC")
+    return naive.dt.tz_localize(timezone, ambiguous=np.ones(len(naive), dtype=bool),
+                                nonexistent="shift_forward").dt.tz_convert("UTC")
+
+
+def _to_utc(values: pd.Series, column: str, timestamp_format: str = "", timezone: str = "UTC"
+            ) -> tuple[pd.Series, str]:
     """(UTC timestamps, the reason for a value that came out missing). Numbers are epoch
     seconds; text is ISO-8601, or ``timestamp_format`` (strptime syntax) when it is set;
-    naive values are UTC."""
+    values without an offset are wall-clock times of ``timezone``."""
     if pd.api.types.is_bool_dtype(values):
         raise InputError(f"{column}: boolean values cannot be timestamps")
     if pd.api.types.is_numeric_dtype(values):
@@ -77,12 +92,20 @@ def _to_utc(values: pd.Series, column: str, timestamp_format: str = "") -> tuple
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC"), "unparseable timestamp"
     if pd.api.types.is_datetime64_dtype(values):
-        return values.dt.tz_localize("UTC"), "unparseable timestamp"
+        return _localize(values, timezone), "unparseable timestamp"
     text = values.astype("string").str.strip()
-    if timestamp_format:
-        return (pd.to_datetime(text, format=timestamp_format, utc=True, errors="coerce"),
-                f"does not match timestamp_format {timestamp_format!r}")
-    return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce"), "unparseable timestamp"
+    form, why = (timestamp_format, f"does not match timestamp_format {timestamp_format!r}") if timestamp_format \
+        else ("ISO8601", "unparseable timestamp")
+    out = pd.to_datetime(text, format=form, utc=True, errors="coerce")
+    if timezone != "UTC" and ("%z" not in form):
+        naive = ~text.str.contains(OFFSET, regex=True).fillna(False).to_numpy(dtype=bool) & out.notna().to_numpy()
+        if naive.any():
+            wall = pd.to_datetime(text[naive], format=form, errors="coerce")
+            if isinstance(wall.dtype, pd.DatetimeTZDtype):  # mixed-in aware values: parsed right already
+                wall = wall.dt.tz_localize(None)
+            out = out.copy()
+            out[naive] = _localize(wall, timezone)
+    return out, why
 
 
 def _first_other_form(text: np.ndarray) -> int | None:
@@ -159,11 +182,12 @@ class Validator:
     """Validates chunks in order; remembers ids across chunks to catch duplicates."""
 
     def __init__(self, mapping: ColumnMapping, label_delay_seconds: float, require_label: bool = False,
-                 timestamp_format: str = ""):
+                 timestamp_format: str = "", timezone: str = "UTC"):
         self.mapping = mapping
         self.label_delay = pd.Timedelta(seconds=label_delay_seconds)
         self.require_label = require_label
         self.timestamp_format = timestamp_format or ""
+        self.timezone = timezone
         self.report = ValidationReport()
         self._seen = _SeenSet()
 
@@ -209,7 +233,7 @@ class Validator:
         for col in TIME_COLUMNS:
             if col in df.columns:
                 original = df[col]
-                df[col], why = _to_utc(original, col, self.timestamp_format)
+                df[col], why = _to_utc(original, col, self.timestamp_format, self.timezone)
                 unparseable = df[col].isna().to_numpy() & original.notna().to_numpy()
                 text = pd.api.types.is_string_dtype(original) or original.dtype == object
                 if text and not self.timestamp_format and unparseable.any():

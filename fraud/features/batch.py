@@ -306,7 +306,7 @@ def _pair_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: di
 
 def _row_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict) -> None:
     feats = spec.of(TRANSACTION)
-    hour, weekday, night, weekend = derive.calendar(prep.t, spec.night_hours)
+    hour, weekday, night, weekend = derive.calendar(prep.t, spec.night_hours, spec.timezone)
     for f in feats:
         agg = f.aggregation
         if agg == "amount":

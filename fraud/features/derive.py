@@ -35,8 +35,31 @@ def rate_one(numerator: float, denominator: float) -> float:
 
 
 # -- row-level features ----------------------------------------------------------------
-def calendar(t_seconds, night_hours):
-    """hour, weekday (Monday 0), is_night, is_weekend from UTC epoch seconds."""
+def local_seconds(t_seconds, timezone: str = "UTC"):
+    """Epoch seconds shifted by ``timezone``'s UTC offset at each instant (DST included), so
+    the arithmetic below reads local wall-clock hours and days."""
+    if timezone == "UTC":
+        return t_seconds
+    import pandas as pd
+
+    t = np.asarray(t_seconds)
+    wall = pd.DatetimeIndex(pd.to_datetime(t, unit="s", utc=True)).tz_convert(timezone).tz_localize(None)
+    offsets = ((wall - pd.DatetimeIndex(pd.to_datetime(t, unit="s"))) // pd.Timedelta(seconds=1)).to_numpy()
+    return t + offsets.astype(t.dtype)
+
+
+def local_seconds_one(t_seconds: int, timezone: str = "UTC") -> int:
+    if timezone == "UTC":
+        return t_seconds
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return t_seconds + int(datetime.fromtimestamp(t_seconds, ZoneInfo(timezone)).utcoffset().total_seconds())
+
+
+def calendar(t_seconds, night_hours, timezone: str = "UTC"):
+    """hour, weekday (Monday 0), is_night, is_weekend from epoch seconds, in ``timezone``."""
+    t_seconds = local_seconds(t_seconds, timezone)
     hour = (t_seconds // 3600) % 24
     weekday = (t_seconds // 86400 + 3) % 7  # 1970-01-01 was a Thursday
     start, end = night_hours
@@ -45,7 +68,8 @@ def calendar(t_seconds, night_hours):
         (weekday >= 5).astype(np.float64)
 
 
-def calendar_one(t_seconds: int, night_hours) -> tuple[float, float, float, float]:
+def calendar_one(t_seconds: int, night_hours, timezone: str = "UTC") -> tuple[float, float, float, float]:
+    t_seconds = local_seconds_one(t_seconds, timezone)
     hour = (t_seconds // 3600) % 24
     weekday = (t_seconds // 86400 + 3) % 7
     start, end = night_hours

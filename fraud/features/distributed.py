@@ -13,6 +13,7 @@ are exactly the single-process ones.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 
 import numpy as np
@@ -47,8 +48,7 @@ def dask_client(address: str | None = "local", n_workers: int | None = None):
 
 
 def _subspec(spec: FeatureSpec, entities) -> FeatureSpec:
-    return FeatureSpec(features=tuple(f for f in spec.features if f.entity in entities),
-                       history_window=spec.history_window, night_hours=spec.night_hours)
+    return dataclasses.replace(spec, features=tuple(f for f in spec.features if f.entity in entities))
 
 
 def _features_of(part: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

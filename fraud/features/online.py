@@ -203,7 +203,7 @@ class OnlineFeatures:
 
     def _row_features(self, txn, t, amount) -> dict:
         out = {}
-        hour, weekday, night, weekend = derive.calendar_one(t, self.spec.night_hours)
+        hour, weekday, night, weekend = derive.calendar_one(t, self.spec.night_hours, self.spec.timezone)
         for f in self._row:
             agg = f.aggregation
             if agg == "amount":

@@ -75,6 +75,7 @@ class FeatureSpec:
     history_window: int = 30 * 86400
     night_hours: tuple[int, int] = (0, 6)
     version: int = 1
+    timezone: str = "UTC"  # where hour, night and weekend are read (the business's local time)
 
     @property
     def names(self) -> list[str]:
@@ -102,17 +103,21 @@ class FeatureSpec:
     # -- persistence (stored with every model in the registry) ---------------------------
     def to_dict(self) -> dict:
         return {"version": self.version, "history_window": self.history_window,
-                "night_hours": list(self.night_hours), "features": [asdict(f) for f in self.features]}
+                "night_hours": list(self.night_hours), "timezone": self.timezone,
+                "features": [asdict(f) for f in self.features]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureSpec":
         return cls(features=tuple(Feature(**f) for f in data["features"]),
                    history_window=int(data["history_window"]),
-                   night_hours=tuple(data["night_hours"]), version=int(data.get("version", 1)))
+                   night_hours=tuple(data["night_hours"]), version=int(data.get("version", 1)),
+                   timezone=data.get("timezone", "UTC"))
 
     @classmethod
-    def default(cls, config: FeatureConfig | None = None, mapping: ColumnMapping | None = None) -> "FeatureSpec":
-        """The standard fraud features for the windows in ``config`` and the columns in ``mapping``."""
+    def default(cls, config: FeatureConfig | None = None, mapping: ColumnMapping | None = None,
+                timezone: str = "UTC") -> "FeatureSpec":
+        """The standard fraud features for the windows in ``config`` and the columns in
+        ``mapping``, calendar features in ``timezone``."""
         config = config or FeatureConfig()
         mapping = mapping or ColumnMapping()
         feats = [Feature("amount", TRANSACTION, "amount"), Feature("log_amount", TRANSACTION, "log_amount"),
@@ -137,7 +142,7 @@ class FeatureSpec:
             for w in config.label_windows:
                 feats.append(Feature(f"terminal_fraud_rate_{window_label(w)}", TERMINAL, "fraud_rate", w))
                 feats.append(Feature(f"terminal_label_count_{window_label(w)}", TERMINAL, "label_count", w))
-        return cls(features=tuple(feats), history_window=h, night_hours=tuple(config.night_hours))
+        return cls(features=tuple(feats), history_window=h, night_hours=tuple(config.night_hours), timezone=timezone)
 
 
 def feature_names(config: FeatureConfig | None = None, mapping: ColumnMapping | None = None) -> list[str]:
