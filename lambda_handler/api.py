@@ -7,7 +7,6 @@ Validation is pydantic's (422 names the field), authentication an API-key depend
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -15,58 +14,17 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Secur
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .body_limit import BodyLimit
 from .container import Container
 from .feedback import UnknownTransaction
 from .lists import PSEUDONYM, read_list
 from .openapi_docs import API_KEY_HEADER, create_fastapi, errors, problems_as_problem_json
-from .problems import MEDIA_TYPE, ApiProblem, invalid, problem, problem_body, request_id_of
+from .problems import ApiProblem, invalid, problem, request_id_of
 from .schemas import (BatchRequest, BatchResponse, DrainResult, Feedback, FeedbackResponse, Health, ListEntry,
                       ListItem, ListPage, ModelInfo, ScoreResponse, Transaction)
 from .scoring import InProgress, PayloadMismatch, RefusedField
 
 log = logging.getLogger("lambda_handler")
-
-
-class BodyLimit:
-    """Refuse bodies over ``limit`` bytes (413) before they are parsed."""
-
-    def __init__(self, app, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _too_large(scope, send, self.limit)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge()
-            return message
-
-        try:
-            return await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            return await _too_large(scope, send, self.limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _too_large(scope, send, limit):
-    body = json.dumps(problem_body(scope, 413, f"request body over {limit} bytes")).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
-                            (b"x-request-id", request_id_of(scope).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(container: Container) -> FastAPI:

@@ -130,3 +130,50 @@ def _inline_refs(node, schemas):
     if isinstance(node, list):
         return [_inline_refs(v, schemas) for v in node]
     return node
+
+
+def test_a_chunked_body_over_the_limit_is_413(service):
+    """No content-length (chunked upload): refused once it passes the limit, not left to the
+    body parser (which answers a read error with 400)."""
+    import json
+
+    _, client = service
+    big = json.dumps({**TXN, "device_id": "x" * 30_000}).encode()
+    chunks = (big[i:i + 1000] for i in range(0, len(big), 1000))
+    r = client.post("/v1/score", content=chunks, headers={**HEADERS, "content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json", r.text
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("parts", [[b""], [b"ab", b"cd", b"e"], [b"x" * 10, b"", b"y" * 10]])
+def test_a_body_under_the_limit_reaches_the_app_whole(parts):
+    """The limit reads the body as it arrives (several ASGI messages) and hands it on in one."""
+    import asyncio
+
+    from lambda_handler.body_limit import BodyLimit
+
+    received, sent = [], []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            received.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(BodyLimit(app, limit=25)({"type": "http", "headers": [], "path": "/"}, receive, send))
+    assert b"".join(received) == b"".join(parts) and sent[0]["status"] == 200
+    over = [{"type": "http.request", "body": b"z" * 20, "more_body": True}] * 2
+    messages[:] = list(over)
+    sent.clear()
+    asyncio.run(BodyLimit(app, limit=25)({"type": "http", "headers": [], "path": "/"}, receive, send))
+    assert sent[0]["status"] == 413
