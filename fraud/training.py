@@ -32,12 +32,13 @@ from .bundle import ModelBundle
 from .calibration import Calibrator, calibration_curve
 from .config import FraudConfig
 from .features.spec import FeatureSpec
-from .models import FOCAL_KINDS, library_versions
+from .models import BASELINE_KINDS, FOCAL_KINDS, library_versions
 from .policy import choose_thresholds, outcome
 from .progress import progress_bar
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
 from .search import FoldData, SearchResult, local_fit, search_candidate
 from .splits import TimeSplit, check_classes, labels_known_at, make_split
+from .uncertainty import day_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,9 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
 
     candidates = {}
     plots = {"pr_curves": {}, "histories": {}}
+    test_probs = {}
     for kind, res in results.items():
-        probs = res.model.predict_proba(test.features)
+        probs = test_probs[kind] = res.model.predict_proba(test.features)
         candidates[kind] = {
             **choice["validation"][kind], "params": res.best.params, "rounds": res.model.n_rounds_,
             "trials": len(res.trials), **{f"test_{k}": v for k, v in metrics.ranking(probs, test.label).items()},
@@ -222,6 +224,9 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
                             "card_precision_at_k": metrics.card_precision_at_k(
                                 cal_test_all, test_all.label, test_all.card_id, test_all.days(), int(round(capacity)),
                                 drop_detected=False)},
+        # every candidate's test AP with a day-bootstrap interval; focal vs the tuned baseline
+        "comparison": day_bootstrap(test_probs, test.label, test.days(), BASELINE_KINDS, FOCAL_KINDS,
+                                    seed=cfg.seed),
         "feature_importance": model.feature_importance(),
         "trials": [{"kind": t.kind, "params": t.params, "validation_ap": t.score, "fold_scores": t.scores,
                     "rounds": t.rounds, "seconds": t.seconds} for r in results.values() for t in r.trials],

@@ -37,8 +37,19 @@ def _candidates(s: dict) -> str:
     within = term("recall-at-capacity", "recall within capacity")
     header = ["Candidate", f"Validation {term('ap', 'AP')}", f"Validation {within}", f"Test {term('ap', 'AP')}",
               f"Test {term('auc', 'AUC ROC')}", f"Test {within}", "Boosting rounds", "Search trials"]
+    comparison = s.get("comparison") or {}
+    intervals = comparison.get("models", {})
+    if intervals:
+        header.insert(4, f"Test AP, {comparison['level']:.0%} interval over days")
+        for row, kind in zip(rows, s["candidates"]):
+            ci = intervals.get(kind)
+            row.insert(4, f"{fmt.ratio(ci['low'])} to {fmt.ratio(ci['high'])}" if ci else "")
+    verdict = (f"<p class='verdict'><strong>Focal loss against the tuned logistic baseline:</strong> "
+               f"{esc(comparison['difference']['verdict'])} (bootstrap over the {comparison['days']} test days, "
+               f"{comparison['resamples']} resamples, each candidate on the same days).</p>"
+               if comparison.get("difference") else "")
     return ("<h3>Candidates side by side (chosen on validation; test only reported)</h3>"
-            + table(header, rows, "candidates")
+            + table(header, rows, "candidates") + verdict
             + f"<details><summary>Each candidate's best hyper-parameters</summary><dl class='params'>{''.join(params)}"
               "</dl></details>")
 

@@ -340,3 +340,13 @@ def test_report_fits_the_page_and_every_image_loads_in_chromium(chromium, night,
         finally:
             browser.close()
     assert (tmp_path / "report-800.png").stat().st_size > 10_000
+
+
+def test_candidates_carry_day_bootstrap_intervals_and_the_focal_verdict_in_words(night):
+    comparison = night.summary["comparison"]
+    page = text(night.html)
+    assert comparison["difference"]["verdict"] in page  # focal vs the tuned logistic baseline, said
+    rows = {cells[0]: cells for _, cells in tables(night.html)["candidates"]}
+    for kind, ci in comparison["models"].items():
+        row = next(cells for name, cells in rows.items() if kind in name)
+        assert f"{ci['low']:.3f} to {ci['high']:.3f}" in row, (kind, row)
