@@ -3,8 +3,8 @@
     fraud score-batch --input data/transactions/date=2026-06-29 --output scores.parquet
 
 Each row gets its features, the calibrated probability, the decision (approve / review /
-decline), the top reasons (per-feature contributions of the model) and the model
-version. History for the features is read only as far back as the features look; the
+decline), the top reasons (per-feature contributions of the model; for the rows routed to
+review or declined) and the model version. History for the features is read only as far back as the features look; the
 day is scored and written in chunks (Parquet row groups), so memory stays bounded.
 """
 
@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,19 +51,30 @@ def _features(frame: pd.DataFrame, history: pd.DataFrame, bundle: ModelBundle, d
 
 def score_frame(bundle: ModelBundle, frame: pd.DataFrame, features: pd.DataFrame, version: str,
                 keys: Pseudonymizer | None = None) -> pd.DataFrame:
-    """Scores, decisions and reasons for rows with their features. With ``keys`` the card
-    id is replaced by its keyed token (``card_token``); without, the raw id is kept."""
+    """Scores, decisions and reasons for rows with their features. Reasons only for the rows
+    a person will look at, those routed to review or declined (approved rows carry none),
+    computed as the API computes them (the path attribution, ``exact=False``), so a reviewer
+    reads the same reasons for a transaction whichever way it was scored; exact
+    contributions cost 5x more. With ``keys`` the card id is replaced by its keyed token
+    (``card_token``); without, the raw id is kept."""
+    n = len(frame)
     scores = bundle.predict_proba(features)
     decisions = bundle.thresholds.decide(scores)
-    reasons = bundle.reasons(features, k=REASONS)
+    reasons = np.full(n, "[]", dtype=object)
+    names = np.full((REASONS, n), None, dtype=object)
+    flagged = np.flatnonzero(decisions != "approve")
+    if flagged.size:
+        for i, r in zip(flagged, bundle.reasons(features.iloc[flagged], k=REASONS, exact=False)):
+            reasons[i] = json.dumps(r)
+            for j, item in enumerate(r):
+                names[j, i] = item["feature"]
     out = pd.DataFrame({
-        TRANSACTION_ID: frame[TRANSACTION_ID].to_numpy(), TIMESTAMP: frame[TIMESTAMP].to_numpy(),
+        TRANSACTION_ID: frame[TRANSACTION_ID].to_numpy(), TIMESTAMP: frame[TIMESTAMP].reset_index(drop=True),
         **_card_column(frame[CARD_ID], keys), TERMINAL_ID: frame[TERMINAL_ID].to_numpy(),
         "amount": frame["amount"].to_numpy(), "score": scores, "decision": decisions,
-        "reasons": [json.dumps(r) for r in reasons], "model_version": version,
+        "reasons": reasons, "model_version": version,
+        **{f"reason_{i + 1}": names[i] for i in range(REASONS)},
     })
-    for i in range(REASONS):
-        out[f"reason_{i + 1}"] = [r[i]["feature"] if len(r) > i else None for r in reasons]
     return pd.concat([out, features.add_prefix("f_")], axis=1)
 
 
