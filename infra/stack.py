@@ -71,7 +71,7 @@ SCORING_TABLE_ACTIONS = {
     "features": ("BatchGetItem", "GetItem", "PutItem"),  # GetItem: the state's watermark
     "idempotency": ("GetItem", "PutItem", "DeleteItem"),
     "outbox": ("PutItem", "Query"),
-    "lists": ("BatchGetItem", "GetItem", "PutItem", "DeleteItem"),
+    "lists": ("BatchGetItem", "GetItem", "PutItem", "DeleteItem", "Scan"),  # Scan: GET /v1/lists pages
     "feedback": ("BatchGetItem", "GetItem", "PutItem"),
 }
 DRAIN_TABLE_ACTIONS = {"outbox": ("PutItem", "Query")}

@@ -349,6 +349,9 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
             assert api.put("/v1/lists/block/card", json={"id": PAN, "reason": "reported stolen"}).status_code == 204
             blocked = api.post("/v1/score", json=txn(7, PAN)).json()
             assert blocked["decision"] == "decline" and blocked["override"]["list"] == "block"
+            listed = api.get("/v1/lists/block/card")  # read back: pseudonyms and tokens, never the number
+            assert listed.status_code == 200, listed.text
+            assert len(listed.json()["items"]) == 1 and PAN not in listed.text
             assert api.post("/v1/lists/block/card/remove", json={"id": PAN}).status_code == 204
             assert api.post("/v1/lists/block/card/remove", json={"id": PAN}).status_code == 404
             feedback = api.post("/v1/feedback", json={"transaction_id": "iam-0", "label": "fraud",
