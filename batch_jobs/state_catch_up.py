@@ -34,7 +34,7 @@ from fraud.features.online import (APPLIED_PREFIX, APPLIED_TTL_S, LABEL_APPLIED_
 from fraud.features.spec import FeatureSpec
 from fraud.progress import progress_bar
 from fraud.pseudonym import Pseudonymizer
-from fraud.schema import LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds, tiebreak
+from fraud.schema import CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds, tiebreak
 from fraud.storage.kv import KeyValueStore
 from fraud.validation import InputError
 
@@ -112,7 +112,8 @@ def catch_up_state(frame: pd.DataFrame, spec: FeatureSpec, store: KeyValueStore,
         if kind == 0:
             engine.process(rec)
         else:
-            engine.add_label(rec[TERMINAL_ID], rec[LABEL] == 1, rec[LABEL_TIME], label_id=rec[TRANSACTION_ID])
+            engine.add_label(rec[TERMINAL_ID], rec[LABEL] == 1, rec[LABEL_TIME], label_id=rec[TRANSACTION_ID],
+                             card_id=rec[CARD_ID])
     moved = {"transactions_until": _newest(watermark["transactions_until"], txns[TIMESTAMP]),
              "labels_until": _newest(watermark.get("labels_until"), labels[LABEL_TIME] if len(labels) else None),
              "caught_up_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -105,7 +105,7 @@ def build_state(frame: pd.DataFrame, spec: FeatureSpec, keys: Pseudonymizer, sin
     txns, labels, since, as_of = select_history(frame, spec, since, as_of)
     states = history_states(txns.drop(columns=[LABEL_TIME], errors="ignore"), spec, None, keys)
     if len(labels):
-        _add_label_states(labels, spec, None, states, keys)
+        _add_label_states(labels, spec, None, states, keys, usage=txns)
     watermark = {"transactions_until": _iso(txns[TIMESTAMP].max()) if len(txns) else None,
                  "labels_until": _iso(labels[LABEL_TIME].max()) if len(labels) else None,
                  "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("defaults") / "config.toml"
 
@@ -103,6 +103,9 @@ class FeatureConfig(_Section):
     card_windows: tuple[int, ...] = (3600, 86400, 7 * 86400, 30 * 86400)
     terminal_windows: tuple[int, ...] = (86400, 7 * 86400, 30 * 86400)
     label_windows: tuple[int, ...] = (7 * 86400, 30 * 86400)
+    # common point of compromise (fraud.features.spec): [] turns these features off; each
+    # window at most history_window (the online state finds a card's terminals in ``seen``)
+    compromise_windows: tuple[int, ...] = (7 * 86400, 30 * 86400)
     history_window: int = 30 * 86400
     night_hours: tuple[int, int] = (0, 6)
 
@@ -112,6 +115,20 @@ class FeatureConfig(_Section):
         if not v or any(w <= 0 for w in v):
             raise ValueError("windows must be positive numbers of seconds")
         return tuple(sorted(set(v)))
+
+    @field_validator("compromise_windows")
+    @classmethod
+    def _positive_or_none(cls, v):
+        if any(w <= 0 for w in v):
+            raise ValueError("windows must be positive numbers of seconds")
+        return tuple(sorted(set(v)))
+
+    @model_validator(mode="after")
+    def _within_history(self):
+        if self.compromise_windows and max(self.compromise_windows) > self.history_window:
+            raise ValueError(f"compromise_windows must be at most history_window ({self.history_window} s): "
+                             "the online state finds a card's terminals among those it used within it")
+        return self
 
 
 class SplitConfig(_Section):

@@ -24,8 +24,9 @@ import pandas as pd
 
 from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds, tiebreak
 from . import derive
-from .spec import (CARD, CARD_TERMINAL, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL, TRANSACTION,
-                   WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
+from . import spec as spec_module
+from .spec import (CARD, CARD_TERMINAL, CROSS_AGGREGATIONS, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL,
+                   TRANSACTION, WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy")  # x/0 gives inf/nan, as numpy does
 
@@ -124,12 +125,14 @@ class _Prepared:
         self.amount = df[AMOUNT].to_numpy(dtype=np.float64)
         self.order = np.argsort(self.t, kind="stable")  # linear for input already in time order
         self._entities: dict[str, tuple] = {}
+        self.uniques: dict[str, pd.Index] = {}
 
     def entity(self, df: pd.DataFrame, column: str):
         """(codes, number of entities, rows sorted by (entity, time, tiebreak), start of each
         entity's run) for an entity column; computed once and shared by all its features."""
         if column not in self._entities:
             codes, uniques = pd.factorize(df[column], sort=False)
+            self.uniques[column] = uniques
             codes = codes.astype(np.int64)
             perm, starts = _order_by_code(codes, self.order, len(uniques))
             self._entities[column] = (codes, len(uniques), _break_ties(perm, codes, self.t, self.ids), starts)
@@ -239,6 +242,130 @@ def _gap_column(perm, starts, t, out):
             out[perm[i]] = np.nan if i == starts[g] else float(t[i] - t[i - 1])
 
 
+@numba.njit(inline="always", nogil=True)
+def _bit_add(tree, i, v):
+    i += 1
+    while i < tree.shape[0]:
+        tree[i] += v
+        i += i & -i
+
+
+@numba.njit(inline="always", nogil=True)
+def _bit_prefix(tree, i):
+    """Sum of positions < i."""
+    s = 0
+    while i > 0:
+        s += tree[i]
+        i -= i & -i
+    return s
+
+
+@numba.njit(**_JIT)
+def _cross_column(perm, starts, other, t, ev_starts, ev_t, bucket, nbuckets, recent, out):
+    """Per row: how many distinct ``other`` entities this entity met on an earlier row inside
+    the aligned window, among the ``recent`` it met most recently (0: no limit), whose latest
+    label event known before t (``ev_t`` sorted per other, CSR by ``ev_starts``) lies in the
+    window too. Only others with events are listed (per group, swept of entries that left
+    the window: windows only move forward); with a limit, a Fenwick tree over positions
+    marks each other's latest row, so "how many others were met since" is a prefix sum."""
+    n = t.shape[0]
+    n_other = ev_starts.shape[0] - 1
+    mark = np.full(n_other, -1, dtype=np.int64)
+    slot = np.zeros(n_other, dtype=np.int64)
+    members = np.empty(n, dtype=np.int64)
+    used = np.empty(n, dtype=np.int64)
+    met = np.full(n_other, -1, dtype=np.int64)  # group that last met it (limit only)
+    lastpos = np.zeros(n_other, dtype=np.int64)
+    tree = np.zeros(n + 1 if recent > 0 else 1, dtype=np.int64)
+    for g in range(starts.shape[0] - 1):
+        k = 0
+        for i in range(starts[g], starts[g + 1]):
+            begin = (t[i] // bucket - nbuckets + 1) * bucket
+            count = 0
+            s = 0
+            while s < k:
+                o = members[s]
+                if used[s] < begin:  # left the window for good: swap the last entry in
+                    mark[o] = -1
+                    k -= 1
+                    members[s] = members[k]
+                    used[s] = used[k]
+                    slot[members[s]] = s
+                    continue
+                lo, hi = ev_starts[o], ev_starts[o + 1]
+                j = lo + np.searchsorted(ev_t[lo:hi], t[i])  # events known strictly before t
+                if j > lo and ev_t[j - 1] >= begin:
+                    if recent <= 0 or _bit_prefix(tree, i) - _bit_prefix(tree, lastpos[o] + 1) < recent:
+                        count += 1
+                s += 1
+            out[perm[i]] = float(count)
+            o = other[i]
+            if recent > 0:
+                if met[o] == g:
+                    _bit_add(tree, lastpos[o], -1)
+                met[o] = g
+                lastpos[o] = i
+                _bit_add(tree, i, 1)
+            if ev_starts[o + 1] > ev_starts[o]:
+                if mark[o] != g:
+                    mark[o] = g
+                    slot[o] = k
+                    members[k] = o
+                    k += 1
+                used[slot[o]] = t[i]
+
+
+class CrossContext:
+    """Fraud label times the compromise features read across entities: per card and per
+    terminal, the times at which a fraud label of one of its transactions became known.
+
+    Built from the table itself (``from_frame``); the Dask engine builds it once from the
+    whole table and hands it to every partition, so a partition holding some cards still
+    sees every terminal's frauds (and vice versa)."""
+
+    def __init__(self, card_ids, card_times, terminal_ids, terminal_times):
+        self.card = (np.asarray(card_ids, dtype=object), np.asarray(card_times, dtype=np.int64))
+        self.terminal = (np.asarray(terminal_ids, dtype=object), np.asarray(terminal_times, dtype=np.int64))
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> "CrossContext":
+        if LABEL not in df.columns or LABEL_TIME not in df.columns:
+            empty = np.empty(0, dtype=object)
+            return cls(empty, np.empty(0, np.int64), empty, np.empty(0, np.int64))
+        fraud = df.loc[(df[LABEL] == 1).to_numpy() & df[LABEL_TIME].notna().to_numpy()]
+        lt = epoch_seconds(fraud[LABEL_TIME])
+        return cls(fraud[CARD_ID].to_numpy(dtype=object), lt, fraud[TERMINAL_ID].to_numpy(dtype=object), lt)
+
+    def events(self, which: str, uniques) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, sorted times) per code of ``uniques`` (the entity's factorised ids)."""
+        ids, times = self.card if which == CARD else self.terminal
+        codes = pd.Index(uniques).get_indexer(ids) if len(ids) else np.empty(0, np.int64)
+        keep = codes >= 0
+        codes, times = codes[keep].astype(np.int64), times[keep]
+        order = np.lexsort((times, codes))
+        starts = np.zeros(len(uniques) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(codes, minlength=len(uniques)), out=starts[1:])
+        return starts, times[order]
+
+
+def _cross_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dict,
+                    context: CrossContext | None) -> None:
+    """terminal_compromised_cards (group terminal, other card) and
+    card_compromised_terminals (group card, other terminal): one kernel, both ways."""
+    feats = [f for f in spec.features if f.aggregation in CROSS_AGGREGATIONS]
+    if not feats:
+        return
+    context = context or CrossContext.from_frame(df)
+    for f in feats:
+        group, other = (TERMINAL_ID, CARD_ID) if f.aggregation == "compromised_cards" else (CARD_ID, TERMINAL_ID)
+        _, _, perm, starts = prep.entity(df, group)
+        other_codes, _, _, _ = prep.entity(df, other)
+        ev_starts, ev_t = context.events(CARD if other == CARD_ID else TERMINAL, prep.uniques[other])
+        recent = spec_module.COMPROMISE_RECENT_TERMINALS if group == CARD_ID else 0
+        _cross_column(perm, starts, other_codes[perm], prep.sorted_t(df, group), ev_starts, ev_t,
+                      bucket_seconds(f.window), n_buckets(f.window), recent, out[f.name])
+
+
 _NO_COLUMN = np.empty(0)  # the kernels skip an output of length 0
 
 
@@ -325,8 +452,11 @@ def _row_features(prep: _Prepared, df: pd.DataFrame, spec: FeatureSpec, out: dic
             out[f.name][:] = derive.is_online(df["channel"]) if "channel" in df.columns else 0.0
 
 
-def build_features(df: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.DataFrame:
-    """Point-in-time features for every row of ``df`` (same order), one column per feature."""
+def build_features(df: pd.DataFrame, spec: FeatureSpec | None = None,
+                   context: CrossContext | None = None) -> pd.DataFrame:
+    """Point-in-time features for every row of ``df`` (same order), one column per feature.
+    ``context``: the fraud label times of a larger table ``df`` is part of (Dask); default:
+    those of ``df``."""
     spec = spec or FeatureSpec.default()
     block = np.empty((len(df), len(spec.names)), order="F")  # one column per feature, filled in place
     out = {name: block[:, i] for i, name in enumerate(spec.names)}
@@ -336,4 +466,5 @@ def build_features(df: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.Data
         _entity_features(prep, df, spec, CARD, CARD_ID, out)
         _entity_features(prep, df, spec, TERMINAL, TERMINAL_ID, out)
         _pair_features(prep, df, spec, out)
+        _cross_features(prep, df, spec, out, context)
     return pd.DataFrame(block, index=df.index, columns=spec.names, copy=False)

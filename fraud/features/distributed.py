@@ -4,7 +4,10 @@ Card features depend only on the card's rows, terminal features only on the term
 rows (and their labels). So the table is shuffled by card, each partition runs the batch
 engine on the card features; shuffled by terminal for the terminal features; and the two
 are joined on the transaction id. Every partition holds whole entities, so the numbers
-are exactly the single-process ones.
+are exactly the single-process ones. The common-point-of-compromise features cross
+entities (a card's frauds count at the terminals it used, and a terminal's at its cards):
+their fraud label times (the fraud rows' card, terminal and label time: a small table) are
+collected once from the whole table and handed to every partition (``CrossContext``).
 
     with dask_client("local") as client:          # or "tcp://scheduler:8786"
         features = build_features_dask(transactions, spec)
@@ -19,9 +22,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..schema import CARD_ID, TERMINAL_ID, TRANSACTION_ID
-from .batch import build_features
-from .spec import CARD, CARD_TERMINAL, TERMINAL, TRANSACTION, FeatureSpec
+from ..schema import CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TRANSACTION_ID
+from .batch import CrossContext, build_features
+from .spec import CARD, CARD_TERMINAL, CROSS_AGGREGATIONS, TERMINAL, TRANSACTION, FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,8 @@ def _subspec(spec: FeatureSpec, entities) -> FeatureSpec:
     return dataclasses.replace(spec, features=tuple(f for f in spec.features if f.entity in entities))
 
 
-def _features_of(part: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    feats = build_features(part, spec)
+def _features_of(part: pd.DataFrame, spec: FeatureSpec, context: CrossContext | None = None) -> pd.DataFrame:
+    feats = build_features(part, spec, context)
     feats.insert(0, TRANSACTION_ID, part[TRANSACTION_ID].to_numpy())
     return feats
 
@@ -69,6 +72,10 @@ def build_features_dask(transactions, spec: FeatureSpec, npartitions: int | None
     ddf = transactions if isinstance(transactions, dd.DataFrame) else \
         dd.from_pandas(transactions, npartitions=npartitions or 4)
     parts = npartitions or ddf.npartitions
+    context = None
+    if spec.needs(*CROSS_AGGREGATIONS) and LABEL in ddf.columns and LABEL_TIME in ddf.columns:
+        frauds = ddf.loc[ddf[LABEL] == 1, [CARD_ID, TERMINAL_ID, LABEL, LABEL_TIME]]
+        context = CrossContext.from_frame(frauds.compute())
     pieces = []
     for entities, column in (((TRANSACTION,), None), ((CARD, CARD_TERMINAL), CARD_ID), ((TERMINAL,), TERMINAL_ID)):
         sub = _subspec(spec, entities)
@@ -77,7 +84,7 @@ def build_features_dask(transactions, spec: FeatureSpec, npartitions: int | None
         source = ddf if column is None else ddf.shuffle(on=column, npartitions=parts)
         meta = pd.DataFrame({TRANSACTION_ID: pd.Series(dtype="string"),
                              **{name: pd.Series(dtype=np.float64) for name in sub.names}})
-        pieces.append(source.map_partitions(_features_of, sub, meta=meta))
+        pieces.append(source.map_partitions(_features_of, sub, context, meta=meta))
     joined = pieces[0]
     for piece in pieces[1:]:
         joined = joined.merge(piece, on=TRANSACTION_ID, how="inner")

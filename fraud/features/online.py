@@ -19,6 +19,23 @@ bound on the state. A state written before ``seen`` had times holds a list of to
 without them; it is migrated on read by dropping it (the card's terminals read as unseen
 until used again, at most one window; ``load_history`` rebuilds it exactly).
 
+Common point of compromise (``compromise_windows``; definitions in ``spec``). The card's
+state keeps ``F``, the latest time a fraud label of one of its transactions became known;
+each terminal has a small item ``cpc#<seen token>`` with ``F``, the latest time a fraud
+label at the terminal became known, and ``cards``: card token -> [last use, the card's
+F] for the cards with a known fraud that used it lately (older than the longest window
+plus a day dropped; at most ``MAX_COMPROMISED_CARDS``, least recently used first). So:
+``terminal_compromised_cards`` counts that item's cards whose use and F fall in the window;
+``card_compromised_terminals`` reads the ``cpc#`` items of the card's 100 most recent
+terminals in ``seen`` (a second batched read, at most 100 keys) and counts those used in the window whose F is in it.
+The items move by: a transaction of a card with a known fraud records its use at the
+terminal; a fraud label (``add_label``) raises the terminal's F and, given the card
+(``card_id``), the card's F and every terminal in the card's ``seen``: a fan-out of at
+most ``MAX_SEEN_TERMINALS`` merges (idempotent: max of times), done before the label's
+marker is written. The engines agree exactly within the caps (``seen``, and at most
+``MAX_COMPROMISED_CARDS`` compromised cards per terminal in the window); a fraud label
+given without its card (``card_id`` None) moves only the terminal side (warned).
+
 A transaction reads its card's and its terminal's state in one batched read, and writes
 both back in one transaction (``KeyValueStore.transact``: versioned conditional writes,
 all or nothing, retried on conflict) together with a record of the features it got. So a
@@ -36,6 +53,7 @@ future, so no single transaction can prune another's history. Labels arrive thro
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping
@@ -46,12 +64,14 @@ from ..pseudonym import Pseudonymizer
 from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID, epoch_seconds
 from ..storage.kv import ConditionFailed, KeyValueStore, Write
 from . import derive
-from .spec import (CARD, CARD_TERMINAL, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL, TRANSACTION,
-                   WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
+from . import spec as spec_module
+from .spec import (CARD, CARD_TERMINAL, CROSS_AGGREGATIONS, HISTORY_AGGREGATIONS, LABEL_AGGREGATIONS, TERMINAL,
+                   TRANSACTION, WINDOW_AGGREGATIONS, FeatureSpec, bucket_seconds, n_buckets)
 
 if TYPE_CHECKING:  # pandas is imported where it is used: scoring one transaction needs none of it
     import pandas as pd
 
+log = logging.getLogger(__name__)
 NAN = float("nan")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 APPLIED_PREFIX = "applied#"
@@ -62,6 +82,8 @@ LABEL_MARKER_TTL_S = 400 * 86400  # as long as labels are kept: a later duplicat
 STATE_WATERMARK_KEY = "state-watermark"  # what transactions and labels a bulk-loaded state reflects
 STATE_LIVE_KEY = "state-live"  # the newest transaction the API applied to a fresh state (its heartbeat)
 MAX_SEEN_TERMINALS = 1000  # per card: about 30 bytes each in its state document
+COMPROMISE_PREFIX = "cpc#"  # a terminal's common-point-of-compromise item, by its seen token
+MAX_COMPROMISED_CARDS = 1000  # per terminal: about 40 bytes each
 
 
 def read_watermark(store: KeyValueStore) -> dict | None:
@@ -80,6 +102,26 @@ def entity_key(keys: Pseudonymizer, kind: str, entity_id: str) -> str:
 def _seen_token(keys: Pseudonymizer, terminal_id: str) -> str:
     """How a card's state remembers a terminal it has used."""
     return keys.digest(TERMINAL, terminal_id, 16)
+
+
+def _card_token(keys: Pseudonymizer, card_id: str) -> str:
+    """How a terminal's compromise item names a card."""
+    return keys.digest(CARD, card_id, 16)
+
+
+def _merge_card(cards: dict, token: str, used: int, fraud_known: int) -> None:
+    """Record a compromised card's use (times only move forward)."""
+    old = cards.pop(token, None)
+    cards[token] = [used, fraud_known] if old is None else [max(old[0], used), max(old[1], fraud_known)]
+
+
+def _prune_cards(cards: dict, now: int, keep: int, cap: int = MAX_COMPROMISED_CARDS) -> dict:
+    """Drop entries whose use or fraud is older than ``keep`` before ``now``, then the least
+    recently used beyond ``cap``."""
+    live = {k: v for k, v in cards.items() if now - v[0] <= keep and now - v[1] <= keep}
+    if len(live) > cap:
+        live = dict(sorted(live.items(), key=lambda kv: kv[1][0])[-cap:])
+    return live
 
 
 def _remember_terminal(seen: dict, token: str, t: int, now: int, window: int, cap: int) -> dict:
@@ -153,7 +195,15 @@ class OnlineFeatures:
         self.keys = keys or Pseudonymizer.ephemeral()
         self.ttl = ttl_seconds if ttl_seconds is not None else spec.history_window + 7 * 86400
         aggs = WINDOW_AGGREGATIONS + HISTORY_AGGREGATIONS
-        self._card_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(CARD) if f.window]
+        self._card_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(CARD)
+                              if f.window and f.aggregation in aggs]
+        self._cross_cards = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.features
+                             if f.aggregation == "compromised_cards"]
+        self._cross_terms = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.features
+                             if f.aggregation == "compromised_terminals"]
+        self._cross = bool(self._cross_cards or self._cross_terms)
+        # older than this before now, a use or a fraud is in no window any more
+        self._cross_keep = max((f.window for f, _, _ in self._cross_cards + self._cross_terms), default=0) + 86400
         self._term_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(TERMINAL)
                               if f.aggregation in WINDOW_AGGREGATIONS]
         self._label_windows = [(f, bucket_seconds(f.window), n_buckets(f.window)) for f in spec.of(TERMINAL)
@@ -172,13 +222,18 @@ class OnlineFeatures:
         t = to_epoch_seconds(txn[TIMESTAMP])
         amount = float(txn[AMOUNT])
         term_hash = _seen_token(self.keys, txn[TERMINAL_ID])
-        steps = []  # (state key, step: old state -> (new state, features))
-        if self._card_windows or self._card_other or self._pair:
-            steps.append((entity_key(self.keys, CARD, txn[CARD_ID]),
-                          lambda old: self._card_step(old, t, amount, term_hash)))
+        steps = []  # (state key, step: old state -> (new state or None if unchanged, features))
+        card_key = entity_key(self.keys, CARD, txn[CARD_ID])
+        if self._card_windows or self._card_other or self._pair or self._cross:
+            steps.append((card_key, lambda old: self._card_step(old, t, amount, term_hash)))
         if self._term_windows or self._label_windows:
             steps.append((entity_key(self.keys, TERMINAL, txn[TERMINAL_ID]),
                           lambda old: self._terminal_step(old, t, amount)))
+        card_fraud = {}  # the card's F as read in this attempt, for the compromise step
+        if self._cross:
+            card_token = _card_token(self.keys, txn[CARD_ID])
+            steps.append((COMPROMISE_PREFIX + term_hash,
+                          lambda old: self._compromise_step(old, t, card_token, card_fraud.get("F"))))
         applied_key = APPLIED_PREFIX + str(txn[TRANSACTION_ID])
         row_features = self._row_features(txn, t, amount)
         for _ in range(MAX_ATTEMPTS):
@@ -186,12 +241,17 @@ class OnlineFeatures:
             if applied_key in found:
                 return _features_from_record(found[applied_key].value, self.spec.names)
             out = dict(row_features)
+            if self._cross:
+                card = found.get(card_key)
+                card_fraud["F"] = None if card is None else card.value.get("F")
+                out.update(self._exposure(None if card is None else card.value, t))
             writes = []
             for key, step in steps:
                 old = found.get(key)
                 state, features = step(None if old is None else old.value)
                 out.update(features)
-                writes.append(Write(key, state, 0 if old is None else old.version, self.ttl))
+                if state is not None:
+                    writes.append(Write(key, state, 0 if old is None else old.version, self.ttl))
             features = {name: out[name] for name in self.spec.names}
             writes.append(Write(applied_key, _features_record(features), 0, APPLIED_TTL_S))
             try:
@@ -268,6 +328,40 @@ class OnlineFeatures:
         self._advance(state, t, amount, self._term_grans)
         return state, out
 
+    def _exposure(self, card: dict | None, t: int) -> dict[str, float]:
+        """card_compromised_terminals: the card's terminals in ``seen`` used in the window
+        whose latest known fraud (their ``cpc#`` item's F) is in it too (a second read)."""
+        seen = card.get("seen") if card else None
+        seen = seen if isinstance(seen, dict) else {}
+        begins = [(f, (t // g - nb + 1) * g) for f, g, nb in self._cross_terms]
+        if not begins:
+            return {}
+        oldest = min(b for _, b in begins)
+        latest = list(seen.items())[-spec_module.COMPROMISE_RECENT_TERMINALS:]  # in order of last use
+        recent = {tok: used for tok, used in latest if used >= oldest}
+        items = self.store.get_many([COMPROMISE_PREFIX + tok for tok in recent]) if recent else {}
+        fraud = {tok: items[COMPROMISE_PREFIX + tok].value.get("F") for tok in recent if COMPROMISE_PREFIX + tok in items}
+        return {f.name: float(sum(1 for tok, used in recent.items()
+                                  if used >= begin and fraud.get(tok) is not None and fraud[tok] >= begin))
+                for f, begin in begins}
+
+    def _compromise_step(self, old, t, card_token, card_fraud):
+        """terminal_compromised_cards from the terminal's ``cpc#`` item; records this card's
+        use when it has a known fraud. Unchanged item: None (nothing written)."""
+        item = old or {"cards": {}}
+        cards = item["cards"]
+        out = {}
+        for f, g, nb in self._cross_cards:
+            begin = (t // g - nb + 1) * g
+            out[f.name] = float(sum(1 for used, known in cards.values() if used >= begin and known >= begin))
+        if card_fraud is None and all(t - u <= self._cross_keep and t - k <= self._cross_keep
+                                      for u, k in cards.values()):
+            return None, out
+        cards = dict(cards)
+        if card_fraud is not None:
+            _merge_card(cards, card_token, t, card_fraud)
+        return {**item, "cards": _prune_cards(cards, t, self._cross_keep)}, out
+
     @staticmethod
     def _advance(state, t, amount, granularities) -> None:
         _record_bucket(state["snaps"], t, granularities, [state["n"], state["s"], state["q"]])
@@ -277,27 +371,41 @@ class OnlineFeatures:
         state["last"] = t if state["last"] is None else max(state["last"], t)  # never backwards
 
     # -- the label path ------------------------------------------------------------------
-    def add_label(self, terminal_id: str, is_fraud: bool, known_at, label_id: str | None = None) -> None:
-        """A label became known at ``known_at`` for a transaction at ``terminal_id``.
+    def add_label(self, terminal_id: str, is_fraud: bool, known_at, label_id: str | None = None,
+                  card_id: str | None = None) -> None:
+        """A label became known at ``known_at`` for a transaction at ``terminal_id`` (of card
+        ``card_id``: the compromise features need it for a fraud label).
 
         With ``label_id`` (the labelled transaction's id) the label counts once however often
         it is applied: the terminal's state and a marker are written in one transaction, so
-        a request that died after the write and is retried finds the marker."""
-        if not self._label_windows:
+        a request that died after the write and is retried finds the marker. The fan-out of
+        a card's fraud to its terminals' compromise items is idempotent and done first."""
+        cross = self._cross and bool(is_fraud)
+        if not self._label_windows and not cross:
             return
         t = to_epoch_seconds(known_at)
         key = entity_key(self.keys, TERMINAL, terminal_id)
+        cpc_key = COMPROMISE_PREFIX + _seen_token(self.keys, terminal_id)
+        card_key = entity_key(self.keys, CARD, card_id) if cross and card_id is not None else None
+        if cross and card_id is None:
+            log.warning("a fraud label without its card_id: the card side of the compromise features misses it")
         marker = None if label_id is None else LABEL_APPLIED_PREFIX + str(label_id)
+        wanted = ([key] if self._label_windows else []) + ([cpc_key] if cross else []) + \
+            ([card_key] if card_key else []) + ([marker] if marker else [])
         for _ in range(MAX_ATTEMPTS):
-            found = self.store.get_many([key] if marker is None else [key, marker])
+            found = self.store.get_many(wanted)
             if marker in found:
                 return
-            old = found.get(key)
-            state = (old.value if old else None) or {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}}
-            _record_bucket(state["lsnaps"], t, self._label_grans, [state["ln"], state["lf"]])
-            state["ln"] += 1
-            state["lf"] += int(bool(is_fraud))
-            writes = [Write(key, state, old.version if old else 0, self.ttl)]
+            writes = []
+            if self._label_windows:
+                old = found.get(key)
+                state = (old.value if old else None) or {**_empty_state(), "ln": 0, "lf": 0, "lsnaps": {}}
+                _record_bucket(state["lsnaps"], t, self._label_grans, [state["ln"], state["lf"]])
+                state["ln"] += 1
+                state["lf"] += int(bool(is_fraud))
+                writes.append(Write(key, state, old.version if old else 0, self.ttl))
+            if cross:
+                writes += self._fraud_writes(found, t, cpc_key, card_key, card_id)
             if marker is not None:
                 writes.append(Write(marker, {}, 0, LABEL_MARKER_TTL_S))
             try:
@@ -306,6 +414,40 @@ class OnlineFeatures:
             except ConditionFailed:  # the terminal's state moved meanwhile: redo on fresh state
                 continue
         raise ConditionFailed(f"{key}: gave up adding a label after {MAX_ATTEMPTS} concurrent modifications")
+
+    def _fraud_writes(self, found, t, cpc_key, card_key, card_id) -> list[Write]:
+        """A fraud known at ``t``: the terminal's F; with the card, the card's F and its use
+        of each terminal in ``seen`` (the other terminals' items merged now, idempotently;
+        this terminal's in the returned writes, with the card's state)."""
+        cpc = found.get(cpc_key)
+        item = dict(cpc.value) if cpc else {"cards": {}}
+        item["F"] = max(item.get("F", t), t)
+        cards = dict(item["cards"])
+        writes = []
+        card = found.get(card_key) if card_key else None
+        if card is not None:  # a card without state has no recent terminals to tell
+            state = dict(card.value)
+            fraud_known = max(state.get("F", t), t)
+            token = _card_token(self.keys, card_id)
+            seen = state.get("seen") if isinstance(state.get("seen"), dict) else {}
+            for term, used in seen.items():
+                if t - used > self._cross_keep:
+                    continue
+                if COMPROMISE_PREFIX + term == cpc_key:
+                    _merge_card(cards, token, used, fraud_known)
+                    continue
+
+                def merge(old, used=used):
+                    other = dict(old) if old else {"cards": {}}
+                    merged = dict(other["cards"])
+                    _merge_card(merged, token, used, fraud_known)
+                    return {**other, "cards": _prune_cards(merged, t, self._cross_keep)}, None
+                self.store.update(COMPROMISE_PREFIX + term, merge, ttl_seconds=self.ttl)
+            state["F"] = fraud_known
+            writes.append(Write(card_key, state, card.version, self.ttl))
+        item["cards"] = _prune_cards(cards, t, self._cross_keep)
+        writes.append(Write(cpc_key, item, cpc.version if cpc else 0, self.ttl))
+        return writes
 
     # -- bulk build from history -----------------------------------------------------------
     def load_history(self, history: pd.DataFrame, as_of=None) -> int:
@@ -374,15 +516,25 @@ def history_states(history: pd.DataFrame, spec: FeatureSpec, as_of: int | None,
             else:
                 state.update(ln=0, lf=0, lsnaps={})
             states[entity_key(keys, kind, ids[lo])] = state
-    _add_label_states(history, spec, as_of, states, keys)
+    _add_label_states(history, spec, as_of, states, keys, usage=df)
     return states
 
 
-def _add_label_states(history, spec, as_of, states, keys: Pseudonymizer) -> None:
+def _add_label_states(history, spec, as_of, states, keys: Pseudonymizer, usage=None) -> None:
+    """The label side of the state: terminals' label windows and, with compromise features,
+    the cards' and terminals' F and the terminals' ``cpc#`` items, from the labels in
+    ``history`` known before ``as_of`` and the transactions in ``usage`` (default: those
+    of ``history`` before ``as_of``)."""
     import pandas as pd
 
+    if LABEL not in history.columns or LABEL_TIME not in history.columns:
+        return
+    if spec.needs(*CROSS_AGGREGATIONS):
+        if usage is None:
+            usage = history if as_of is None else history.loc[epoch_seconds(history[TIMESTAMP]) < as_of]
+        _add_compromise_states(history, usage, spec, as_of, states, keys)
     grans = spec.granularities(TERMINAL, LABEL_AGGREGATIONS)
-    if not grans or LABEL not in history.columns or LABEL_TIME not in history.columns:
+    if not grans:
         return
     from ..schema import tiebreak
 
@@ -406,3 +558,44 @@ def _add_label_states(history, spec, as_of, states, keys: Pseudonymizer) -> None
             state["lsnaps"][str(g)] = [[int(buckets[r]), int(r), int(before_f[r])] for r in rows]
         state["ln"] = int(len(et))
         state["lf"] = int(fraud.sum())
+
+
+def _add_compromise_states(labels, usage, spec, as_of, states, keys: Pseudonymizer) -> None:
+    """Bulk form of the compromise state (module docstring): what replaying ``usage`` and
+    the fraud labels of ``labels`` known before ``as_of`` leaves, as far as any later
+    feature can tell (entries older than the longest window plus a day are left out, as
+    replay prunes them; at most ``MAX_COMPROMISED_CARDS`` per terminal, latest uses kept)."""
+    import pandas as pd
+
+    fraud = labels.loc[(labels[LABEL] == 1).to_numpy() & labels[LABEL_TIME].notna().to_numpy()]
+    lt = epoch_seconds(fraud[LABEL_TIME])
+    if as_of is not None:
+        fraud, lt = fraud.loc[lt < as_of], lt[lt < as_of]
+    if not len(fraud):
+        return
+    keep = max(f.window for f in spec.features if f.aggregation in CROSS_AGGREGATIONS) + 86400
+    card_f = pd.Series(lt, index=fraud[CARD_ID].to_numpy(dtype=object)).groupby(level=0).max()
+    term_f = pd.Series(lt, index=fraud[TERMINAL_ID].to_numpy(dtype=object)).groupby(level=0).max()
+    for card, known in card_f.items():
+        state = states.get(entity_key(keys, CARD, card))
+        if state is not None:  # as add_label: a card without state is not given one
+            state["F"] = int(known)
+    items: dict[str, dict] = {}
+    for term, known in term_f.items():
+        items[COMPROMISE_PREFIX + _seen_token(keys, term)] = {"cards": {}, "F": int(known)}
+    used = usage.loc[usage[CARD_ID].isin(card_f.index)]
+    if len(used):
+        ut = epoch_seconds(used[TIMESTAMP])
+        ref = int(ut.max()) if as_of is None else int(as_of)
+        pairs = pd.DataFrame({"card": used[CARD_ID].to_numpy(dtype=object),
+                              "term": used[TERMINAL_ID].to_numpy(dtype=object), "t": ut})
+        last = pairs.groupby(["term", "card"], sort=False)["t"].max().reset_index()
+        last["F"] = card_f.loc[last["card"]].to_numpy()
+        last = last.loc[(ref - last["t"] <= keep) & (ref - last["F"] <= keep)]
+        for term, rows in last.sort_values("t", kind="stable").groupby("term", sort=False):
+            item = items.setdefault(COMPROMISE_PREFIX + _seen_token(keys, term), {"cards": {}})
+            item["cards"] = {_card_token(keys, c): [int(u), int(k)] for c, u, k in
+                             zip(rows["card"].to_numpy()[-MAX_COMPROMISED_CARDS:],
+                                 rows["t"].to_numpy()[-MAX_COMPROMISED_CARDS:],
+                                 rows["F"].to_numpy()[-MAX_COMPROMISED_CARDS:])}
+    states.update(items)

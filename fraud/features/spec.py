@@ -16,6 +16,16 @@ Window semantics (identical on every path, and what makes bounded online state e
 - Label-based windows count labels whose label time (when the label became known) is
   strictly before the transaction and inside the bucket-aligned window. A label not yet
   known at the transaction's time is never used.
+- Common point of compromise (``compromise_windows``; both need labels). With ``begin`` the
+  window's aligned start and "known" meaning label time strictly before the transaction:
+  ``terminal_compromised_cards_<w>`` is the number of distinct cards that used this
+  terminal in [begin, t) on an earlier transaction (in the order above) and whose latest
+  fraud label known at t became known at or after ``begin`` (a card compromised and
+  reported within the window); ``card_compromised_terminals_<w>`` is the number of distinct
+  terminals this card used in [begin, t) on an earlier transaction at which the latest
+  fraud label known at t (of any card) became known at or after ``begin``. Both cross
+  entities (card labels x terminal use): batch and Dask read the fraud label times of the
+  whole table (``batch.CrossContext``); online keeps them bounded (``online`` docstring).
 - ``seen_before`` (card, terminal) is 1 when the card's previous transaction at this
   terminal (earlier in the order above, so a same-second one counts) is at most
   ``history_window`` seconds before this one, else 0; not bucket-aligned.
@@ -34,6 +44,21 @@ ROW_AGGREGATIONS = ("amount", "log_amount", "hour", "weekday", "is_night", "is_w
 WINDOW_AGGREGATIONS = ("count", "sum", "mean")
 HISTORY_AGGREGATIONS = ("amount_ratio", "amount_zscore")
 LABEL_AGGREGATIONS = ("fraud_rate", "label_count")
+CROSS_AGGREGATIONS = ("compromised_cards", "compromised_terminals")  # common point of compromise
+# card_compromised_terminals looks at the card's most recently used terminals only: one
+# batched read of their compromise items per transaction online, whatever the card does
+COMPROMISE_RECENT_TERMINALS = 100
+# the canonical columns an optional feature needs (by aggregation): without them it is dropped
+NEEDS_COLUMNS = {"is_online": ("channel",), "distance_km": ("card_lat", "card_lon", "terminal_lat", "terminal_lon"),
+                 **{agg: ("label",) for agg in LABEL_AGGREGATIONS + CROSS_AGGREGATIONS}}
+# feature families, for the ablation table (fraud.ablation): aggregation -> family
+FAMILIES = {**{agg: "row calendar" for agg in ("hour", "weekday", "is_night", "is_weekend")},
+            **{agg: "row amount" for agg in ("amount", "log_amount")},
+            **{agg: "row extra columns" for agg in ("is_online", "distance_km")},
+            **{agg: "terminal labels" for agg in LABEL_AGGREGATIONS},
+            **{agg: "compromise" for agg in CROSS_AGGREGATIONS},
+            **{agg: "card history" for agg in HISTORY_AGGREGATIONS + ("seen_before",)},
+            "seconds_since_previous": "card velocity"}
 ONLINE_CHANNELS = ("ecom", "online", "cnp", "web", "app")
 ZSCORE_VARIANCE_PRIOR = 1.0  # amount units^2: keeps z finite for cards that always spend the same
 # amount units: the history mean an amount ratio divides by is at least this, so the ratio
@@ -67,6 +92,13 @@ class Feature:
     entity: str
     aggregation: str
     window: int | None = None
+
+    @property
+    def family(self) -> str:
+        """card velocity, card history, terminal, terminal labels, compromise, row calendar, ..."""
+        if self.aggregation in FAMILIES:
+            return FAMILIES[self.aggregation]
+        return "card velocity" if self.entity == CARD else "terminal"
 
 
 @dataclass(frozen=True)
@@ -115,36 +147,59 @@ class FeatureSpec:
 
     @classmethod
     def default(cls, config: FeatureConfig | None = None, mapping: ColumnMapping | None = None,
-                timezone: str = "UTC") -> "FeatureSpec":
+                timezone: str = "UTC", available=None) -> "FeatureSpec":
         """The standard fraud features for the windows in ``config`` and the columns in
-        ``mapping``, calendar features in ``timezone``."""
+        ``mapping``, calendar features in ``timezone``. ``available``: the canonical columns
+        the data actually has (after renaming); a feature whose columns are not mapped, or
+        mapped but absent from the data, is left out (see ``dropped_features``)."""
+        feats = [f for f in _all_features(config or FeatureConfig())
+                 if not _missing(f, mapping or ColumnMapping(), available)]
         config = config or FeatureConfig()
-        mapping = mapping or ColumnMapping()
-        feats = [Feature("amount", TRANSACTION, "amount"), Feature("log_amount", TRANSACTION, "log_amount"),
-                 Feature("hour", TRANSACTION, "hour"), Feature("weekday", TRANSACTION, "weekday"),
-                 Feature("is_night", TRANSACTION, "is_night"), Feature("is_weekend", TRANSACTION, "is_weekend")]
-        if mapping.channel:
-            feats.append(Feature("is_online", TRANSACTION, "is_online"))
-        if mapping.has_locations:
-            feats.append(Feature("distance_from_home_km", TRANSACTION, "distance_km"))
-        for w in config.card_windows:
-            for agg in WINDOW_AGGREGATIONS:
-                feats.append(Feature(f"card_{agg}_{window_label(w)}", CARD, agg, w))
-        h = config.history_window
-        feats += [Feature(f"card_amount_ratio_{window_label(h)}", CARD, "amount_ratio", h),
-                  Feature(f"card_amount_zscore_{window_label(h)}", CARD, "amount_zscore", h),
-                  Feature("card_seconds_since_previous", CARD, "seconds_since_previous"),
-                  Feature("card_terminal_seen_before", CARD_TERMINAL, "seen_before")]
-        for w in config.terminal_windows:
-            for agg in ("count", "mean"):
-                feats.append(Feature(f"terminal_{agg}_{window_label(w)}", TERMINAL, agg, w))
-        if mapping.label:
-            for w in config.label_windows:
-                feats.append(Feature(f"terminal_fraud_rate_{window_label(w)}", TERMINAL, "fraud_rate", w))
-                feats.append(Feature(f"terminal_label_count_{window_label(w)}", TERMINAL, "label_count", w))
-        return cls(features=tuple(feats), history_window=h, night_hours=tuple(config.night_hours), timezone=timezone)
+        return cls(features=tuple(feats), history_window=config.history_window,
+                   night_hours=tuple(config.night_hours), timezone=timezone)
 
 
-def feature_names(config: FeatureConfig | None = None, mapping: ColumnMapping | None = None) -> list[str]:
-    """The default feature names for a config and column mapping."""
-    return FeatureSpec.default(config, mapping).names
+def _missing(feature: Feature, mapping: ColumnMapping, available=None) -> list[str]:
+    """The columns ``feature`` needs that are not mapped (or not in ``available``)."""
+    return [c for c in NEEDS_COLUMNS.get(feature.aggregation, ())
+            if not getattr(mapping, c) or (available is not None and c not in available)]
+
+
+def dropped_features(config: FeatureConfig | None, mapping: ColumnMapping, available=None) -> dict[str, list[str]]:
+    """Default features left out for want of a column: feature name -> the missing columns
+    (what the run warns about and the report lists)."""
+    return {f.name: miss for f in _all_features(config or FeatureConfig())
+            if (miss := _missing(f, mapping, available))}
+
+
+def _all_features(config: FeatureConfig) -> list[Feature]:
+    """Every default feature for ``config``'s windows, as if every optional column were there."""
+    feats = [Feature("amount", TRANSACTION, "amount"), Feature("log_amount", TRANSACTION, "log_amount"),
+             Feature("hour", TRANSACTION, "hour"), Feature("weekday", TRANSACTION, "weekday"),
+             Feature("is_night", TRANSACTION, "is_night"), Feature("is_weekend", TRANSACTION, "is_weekend")]
+    feats.append(Feature("is_online", TRANSACTION, "is_online"))
+    feats.append(Feature("distance_from_home_km", TRANSACTION, "distance_km"))
+    for w in config.card_windows:
+        for agg in WINDOW_AGGREGATIONS:
+            feats.append(Feature(f"card_{agg}_{window_label(w)}", CARD, agg, w))
+    h = config.history_window
+    feats += [Feature(f"card_amount_ratio_{window_label(h)}", CARD, "amount_ratio", h),
+              Feature(f"card_amount_zscore_{window_label(h)}", CARD, "amount_zscore", h),
+              Feature("card_seconds_since_previous", CARD, "seconds_since_previous"),
+              Feature("card_terminal_seen_before", CARD_TERMINAL, "seen_before")]
+    for w in config.terminal_windows:
+        for agg in ("count", "mean"):
+            feats.append(Feature(f"terminal_{agg}_{window_label(w)}", TERMINAL, agg, w))
+    for w in config.label_windows:
+        feats.append(Feature(f"terminal_fraud_rate_{window_label(w)}", TERMINAL, "fraud_rate", w))
+        feats.append(Feature(f"terminal_label_count_{window_label(w)}", TERMINAL, "label_count", w))
+    for w in config.compromise_windows:
+        feats.append(Feature(f"terminal_compromised_cards_{window_label(w)}", TERMINAL, "compromised_cards", w))
+        feats.append(Feature(f"card_compromised_terminals_{window_label(w)}", CARD, "compromised_terminals", w))
+    return feats
+
+
+def feature_names(config: FeatureConfig | None = None, mapping: ColumnMapping | None = None,
+                  available=None) -> list[str]:
+    """The default feature names for a config and column mapping (and the data's columns)."""
+    return FeatureSpec.default(config, mapping, available=available).names

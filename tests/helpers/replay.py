@@ -33,7 +33,8 @@ def events(transactions: pd.DataFrame, day_start: pd.Timestamp, hours: float) ->
 
 def _label(engine: OnlineFeatures, rec: dict) -> None:
     """As /v1/feedback applies it: once per transaction id (its marker)."""
-    engine.add_label(rec["terminal_id"], rec["label"] == 1, rec["label_time"], label_id=rec["transaction_id"])
+    engine.add_label(rec["terminal_id"], rec["label"] == 1, rec["label_time"], label_id=rec["transaction_id"],
+                     card_id=rec["card_id"])
 
 
 def replay(transactions: pd.DataFrame, spec: FeatureSpec, day_start: pd.Timestamp, store=None,
