@@ -56,7 +56,8 @@ def cmd_simulate(args) -> int:
     sim = config.simulation
     files = TransactionSimulator(n_customers=sim.n_customers, n_terminals=sim.n_terminals, start_date=sim.start_date,
                                  seed=args.seed if args.seed is not None else sim.seed,
-                                 label_delay_days=config.data.label_delay_days).write(args.out, args.days or sim.days)
+                                 label_delay_days=config.data.label_delay_days,
+                                 basic_columns=args.basic or sim.basic_columns).write(args.out, args.days or sim.days)
     print(f"wrote {len(files)} daily partitions to {args.out}")
     return 0
 
@@ -276,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_DATA, help="directory of the daily partitions")
     p.add_argument("--days", type=int, help="days to simulate (default: the config's [simulation] days)")
     p.add_argument("--seed", type=int, help="random seed (default: the config's [simulation] seed)")
+    p.add_argument("--basic", action="store_true", help="only transaction_id, timestamp, card_id, terminal_id, "
+                                                        "amount, label and label_time (default: the config's "
+                                                        "[simulation] basic_columns)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("score-batch", help="score a Parquet day with the champion model")

@@ -29,8 +29,9 @@ import pandas as pd
 from fraud import metrics
 from fraud.config import FraudConfig
 from fraud.evaluation import known_fraud_card
+from fraud.ablation import ablation
+from fraud.features.available import spec_for_data
 from fraud.features.batch import build_features
-from fraud.features.spec import FeatureSpec
 from fraud.io import load_transactions
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes
@@ -74,7 +75,8 @@ def ensure_default_data(path: Path, config: FraudConfig) -> bool:
     sim = config.simulation
     log.info("no data at %s: simulating %d days of transactions (seed %d)", path, sim.days, sim.seed)
     TransactionSimulator(n_customers=sim.n_customers, n_terminals=sim.n_terminals, start_date=sim.start_date,
-                         seed=sim.seed, label_delay_days=config.data.label_delay_days).write(path, sim.days)
+                         seed=sim.seed, label_delay_days=config.data.label_delay_days,
+                         basic_columns=sim.basic_columns).write(path, sim.days)
     return True
 
 
@@ -163,7 +165,7 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
     run_dir.mkdir(parents=True, exist_ok=True)
 
     step = time.perf_counter()
-    spec = FeatureSpec.default(config.features, config.columns, config.data.timezone)
+    spec, dropped = spec_for_data(config, transactions)  # features of absent columns left out, warned
     if dask:
         from fraud.features.distributed import build_features_dask, dask_client
 
@@ -186,6 +188,12 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
                        progress=progress)
     log.info("[3/6] trained and compared %d candidates in %.1fs", len(result.summary["candidates"]),
              time.perf_counter() - step)
+    result.summary["features"] = {"used": len(spec.names), "dropped": dropped}
+    if config.report.ablation:
+        step = time.perf_counter()
+        result.summary["ablation"] = ablation(LabelledFeatures.from_transactions(transactions, features), config,
+                                              spec, split, result.summary["winner"])
+        log.info("ablation: the winner refitted without each feature family in %.1fs", time.perf_counter() - step)
     return transactions, validation, features, spec, result
 
 

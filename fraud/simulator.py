@@ -18,6 +18,9 @@ A little label noise: some frauds are never reported (label 0, pattern kept) and
 legitimate rows are reported as fraud (pattern ``label_noise``). Fraud labels arrive
 after a chargeback delay (hours to weeks); legitimate rows are confirmed when the
 chargeback window (the label delay) closes.
+
+``basic_columns=True`` writes only what most teams have: transaction_id, timestamp,
+card_id, terminal_id, amount, label and label_time (the same stream, the other columns left out).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ CATEGORIES = {
     "5732e": (3.0, True),   # online electronics
 }
 ONLINE_COUNTRIES = np.array(["FR", "FR", "DE", "GB", "NL", "US", "CN"])
+BASIC_COLUMNS = ("transaction_id", "timestamp", "card_id", "terminal_id", "amount", "label", "label_time")
 WEEKDAY_FACTOR = np.array([1.0, 1.0, 1.0, 1.05, 1.15, 1.2, 0.7])  # Monday..Sunday
 
 
@@ -106,7 +110,7 @@ class TransactionSimulator:
     def __init__(self, n_customers=5000, n_terminals=2000, start_date="2026-01-01", seed=42,
                  label_delay_days=7.0, compromise_rate=0.3, takeover_rate=3.0,
                  card_testing_rate=1.5, night_burst_rate=2.0, unreported_fraud=0.05,
-                 false_report_rate=2e-4):
+                 false_report_rate=2e-4, basic_columns=False):
         self.n_customers = n_customers
         self.n_terminals = n_terminals
         self.start = pd.Timestamp(start_date, tz="UTC")
@@ -118,6 +122,7 @@ class TransactionSimulator:
         self.night_burst_rate = night_burst_rate
         self.unreported_fraud = unreported_fraud
         self.false_report_rate = false_report_rate
+        self.basic_columns = basic_columns
         self.rng = np.random.default_rng(seed)
         self.pop = make_population(n_customers, n_terminals, self.rng)
         self._compromised: dict[int, int] = {}  # terminal -> last compromised day
@@ -229,7 +234,7 @@ class TransactionSimulator:
         t = df["t"].to_numpy().astype(np.int64)
         stamp = self.start + pd.to_timedelta(t, unit="s")
         online = pop.term_online[term]
-        return pd.DataFrame({
+        frame = pd.DataFrame({
             "transaction_id": [f"T{day:04d}{i:06d}" for i in range(n)],
             "timestamp": stamp,
             "card_id": [f"C{c:06d}" for c in cust],
@@ -247,6 +252,7 @@ class TransactionSimulator:
             "label_time": stamp + pd.to_timedelta(delay.astype(np.int64), unit="s"),
             "fraud_pattern": pattern.astype(str),
         })
+        return frame[list(BASIC_COLUMNS)] if self.basic_columns else frame
 
     def days(self, n_days: int, progress: bool = True):
         for d in progress_bar(range(n_days), enabled=progress, desc="simulating days", unit="day"):

@@ -9,6 +9,7 @@ import json
 
 from . import fmt
 from .analyst import image
+from .features import features_section
 from .fmt import esc, table
 from .glossary import term
 from .view import RunView, kind_name
@@ -91,7 +92,7 @@ def quality(r: RunView, images: dict) -> str:
     parts = ["<h2 id='quality'>Model quality, for the data scientist</h2>",
              f"<p>Winner: {kind_name(s['winner']['kind'])} <code>{esc(s['winner']['kind'])}</code>. "
              f"{esc(s['choice']['reason'])}.</p>", _candidates(s),
-             "<h3>The winner on the test window</h3>", _winner_metrics(s),
+             "<h3>The winner on the test window</h3>", _winner_metrics(s), features_section(s),
              f"<h3>{term('calibration', 'Calibration')} ({esc(method)})</h3>",
              table(["Window", "ECE before", "ECE after", "Brier before", "Brier after"], calibration, "calibration"),
              f"<h3>Focal view of the test rows ({term('p-t', 'p_t')})</h3>",
