@@ -63,11 +63,12 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from fraud.search_store import default_storage
     from fraud.splits import TrainingWindow
 
     from .nightly import run_nightly
 
-    config = _config(args)
+    config = default_storage(_config(args), args.registry)  # the search's trials persist beside the registry
     data = args.data or os.environ.get("FRAUD_DATA_URI") or DEFAULT_DATA
     window = TrainingWindow.parse(args.window_from, args.window_to, args.as_of, config.data.timezone)
     try:

@@ -5,6 +5,9 @@ The trained model comes back as the same local classifier the single-process pat
 produces, so calibration, thresholds, the registry and the API do not know the
 difference. LightGBM's Dask API has no early stopping: it trains the configured number
 of rounds. Use through ``DaskFitter(client)`` as the ``fitter`` of ``fraud.training.train``.
+The search's per-fit monitor (pruning, the trial's time cap) runs in the training loop,
+which here is on the workers: a Dask fit is neither pruned nor cut short, and the search's
+budget holds only between trials.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class DaskFitter:
         self.client = client
         self.partitions = partitions or max(2, len(client.scheduler_info()["workers"]))
 
-    def __call__(self, cand: Candidate, fold: FoldData) -> Candidate:
+    def __call__(self, cand: Candidate, fold: FoldData, monitor=None) -> Candidate:
         if cand.kind == "focal_lgbm":
             return self._fit_lightgbm(cand, fold)
         return self._fit_xgboost(cand, fold)
@@ -54,7 +57,8 @@ class DaskFitter:
         Xv, yv, _ = _to_dask(self.client, fold.X_val, fold.y_val, None, self.partitions)
         dtrain = xgb.dask.DaskDMatrix(self.client, Xd, yd, weight=wd)
         dval = xgb.dask.DaskDMatrix(self.client, Xv, yv)
-        base = {"max_depth": p.max_depth, "eta": p.learning_rate, "tree_method": "hist", "seed": cand.seed}
+        base = {"max_depth": p.max_depth, "eta": p.learning_rate, "tree_method": "hist", "seed": cand.seed,
+                "subsample": p.subsample, "colsample_bytree": p.colsample_bytree, "lambda": p.reg_lambda}
         if cand.kind in FOCAL_KINDS:
             loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
             init = loss.init_margin(fold.y_train, fold.w_train)
@@ -106,6 +110,8 @@ class DaskFitter:
         model = lgb.DaskLGBMClassifier(client=self.client, objective=LightGBMSklearnObjective(loss), n_estimators=p.n_estimators,
                                        learning_rate=p.learning_rate, max_depth=p.max_depth,
                                        num_leaves=2 ** p.max_depth - 1, min_sum_hessian_in_leaf=mcw,
+                                       subsample=p.subsample, subsample_freq=1 if p.subsample < 1 else 0,
+                                       colsample_bytree=p.colsample_bytree, reg_lambda=p.reg_lambda,
                                        random_state=cand.seed, verbose=-1)
         model.fit(Xd, yd, sample_weight=wd, init_score=init_d)
         local = model.to_local()

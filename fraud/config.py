@@ -141,13 +141,33 @@ class SplitConfig(_Section):
     prequential_folds: int = Field(2, ge=1)
 
 
+Range = tuple[float, ...]  # [low, high] of a searched hyper-parameter; one value fixes it
+
+
 class SearchConfig(_Section):
-    time_budget_s: float = Field(240, gt=0)
-    max_trials: int = Field(12, gt=0)
-    gammas: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
-    alphas: tuple[float | None, ...] = (0.25, 0.5, 0.75)
-    max_depths: tuple[int, ...] = (4, 6)
-    learning_rates: tuple[float, ...] = (0.05, 0.1)
+    """The hyper-parameter search (fraud.search): the budget is the whole search's, all
+    candidates together; trials go to the candidates whose best could still win."""
+
+    time_budget_s: float = Field(240, gt=0)   # wall time of the whole search, held to +10 %
+    max_trials: int = Field(12, gt=0)          # all candidates together (each gets one at least)
+    trial_time_cap_s: float | None = Field(None, gt=0)  # one trial; default: the budget / candidates
+    # ranges sampled by the search (learning_rate, min_child_weight_scale, reg_lambda on a log scale)
+    gamma: Range = (0.0, 5.0)
+    alpha: Range = (0.05, 0.95)
+    learning_rate: Range = (0.02, 0.3)
+    max_depth: tuple[int, ...] = (3, 8)
+    min_child_weight_scale: Range = (0.25, 4.0)  # times the library default (focal: hessian-scaled)
+    subsample: Range = (0.5, 1.0)
+    colsample_bytree: Range = (0.5, 1.0)
+    reg_lambda: Range = (0.1, 10.0)
+    pruner: str = Field("median", pattern="^(median|hyperband|none)$")
+    report_every: int = Field(5, gt=0)         # boosting rounds between intermediate validation AP reports
+    # where the trials persist, so each night's search starts from the previous nights'
+    # (fraud.search_store): "" keeps them in memory, except that `fraud train` then uses
+    # <registry>/search.sqlite3 for a local registry; any SQLAlchemy URL (sqlite:///...,
+    # postgresql://... for a store shared by AWS Batch jobs) or "memory"
+    storage: str = ""
+    study_name: str = "fraud"
     max_rounds: int = Field(400, gt=0)
     early_stopping_rounds: int = Field(30, gt=0)
     candidates: tuple[str, ...] = ("focal_xgb", "focal_lgbm", "logistic_xgb", "weighted_logistic_xgb")
@@ -156,8 +176,23 @@ class SearchConfig(_Section):
     # negatives, and a quarter of them trains as well in a quarter of the time
     negative_sample_rate: float = Field(0.25, gt=0, le=1)
     seed: int = 0
-    n_jobs: int | None = None
+    n_jobs: int | None = None  # threads per fit; default: the CPUs this process may use (cgroup quota included)
     device: str = Field("cpu", pattern="^(cpu|cuda)$")  # "cuda": XGBoost trains on the GPU
+
+    RANGE_LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "gamma": (0.0, 20.0), "alpha": (1e-6, 1 - 1e-6), "learning_rate": (1e-4, 1.0), "max_depth": (1, 16),
+        "min_child_weight_scale": (1e-3, 1e3), "subsample": (0.05, 1.0), "colsample_bytree": (0.05, 1.0),
+        "reg_lambda": (1e-4, 1e4)}
+
+    @field_validator(*RANGE_LIMITS)
+    @classmethod
+    def _range(cls, v, info):
+        lo, hi = cls.RANGE_LIMITS[info.field_name]
+        if len(v) not in (1, 2) or v[0] > v[-1]:
+            raise ValueError("must be [low, high] with low <= high, or one value to fix it")
+        if v[0] < lo or v[-1] > hi:
+            raise ValueError(f"must lie within [{lo:g}, {hi:g}]")
+        return v
 
     @field_validator("calibration")
     @classmethod
@@ -263,12 +298,19 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
 
 
+# keys of earlier versions: the message names the key that replaced each
+RENAMED = {("search", "gammas"): "gamma = [low, high]", ("search", "alphas"): "alpha = [low, high]",
+           ("search", "max_depths"): "max_depth = [low, high]",
+           ("search", "learning_rates"): "learning_rate = [low, high]"}
+
+
 def _describe(error: dict) -> str:
     """One pydantic error as ``[section] key: what is wrong (got value)``."""
     section, *rest = [str(part) for part in error["loc"]] or ["?"]
     field = f"[{section}] {'.'.join(rest)}".rstrip()
     if error["type"] == "extra_forbidden":
-        return f"{field}: unknown key"
+        renamed = RENAMED.get(tuple(error["loc"]))
+        return f"{field}: unknown key" + (f" (now {renamed})" if renamed else "")
     message = error["msg"].removeprefix("Value error, ")
     return f"{field}: {message} (got {error['input']!r})"
 

@@ -38,11 +38,15 @@ class HyperParams:
     gamma: float | None = None
     alpha: float | None = None
     min_child_weight_scale: float = 1.0
+    subsample: float = 1.0
+    colsample_bytree: float = 1.0
+    reg_lambda: float = 1.0
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"max_depth": self.max_depth, "learning_rate": self.learning_rate, "n_estimators": self.n_estimators,
                 "gamma": self.gamma, "alpha": self.alpha, "min_child_weight_scale": self.min_child_weight_scale,
+                "subsample": self.subsample, "colsample_bytree": self.colsample_bytree, "reg_lambda": self.reg_lambda,
                 **self.extra}
 
 
@@ -62,8 +66,9 @@ class Candidate:
         self.device = device
 
     # -- fitting -------------------------------------------------------------------------
-    def _estimator(self, y, weight):
+    def _estimator(self, y, weight, monitor=None):
         p = self.params
+        sampling = {"subsample": p.subsample, "colsample_bytree": p.colsample_bytree, "reg_lambda": p.reg_lambda}
         if self.kind in FOCAL_KINDS:
             from objectives import FocalLGBMClassifier, FocalXGBClassifier
 
@@ -71,7 +76,7 @@ class Candidate:
             est = cls(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators, learning_rate=p.learning_rate,
                       max_depth=p.max_depth, early_stopping_rounds=self.early_stopping_rounds,
                       eval_metric="average_precision", n_jobs=self.n_jobs, random_state=self.seed,
-                      device=self.device if self.kind == "focal_xgb" else "cpu")
+                      device=self.device if self.kind == "focal_xgb" else "cpu", **sampling)
             if p.min_child_weight_scale != 1.0:
                 # resolve "auto" now, then scale it
                 from objectives.sklearn import hessian_scale, make_loss
@@ -88,13 +93,18 @@ class Candidate:
                                  learning_rate=p.learning_rate, max_depth=p.max_depth,
                                  min_child_weight=p.min_child_weight_scale, tree_method="hist",
                                  eval_metric="aucpr", early_stopping_rounds=self.early_stopping_rounds,
-                                 n_jobs=self.n_jobs, random_state=self.seed, device=self.device, **extra)
+                                 n_jobs=self.n_jobs, random_state=self.seed, device=self.device,
+                                 callbacks=[monitor.xgboost()] if monitor is not None else None, **sampling, **extra)
 
-    def fit(self, X: pd.DataFrame, y, weight=None, X_val=None, y_val=None) -> "Candidate":
-        est = self._estimator(y, weight)
+    def fit(self, X: pd.DataFrame, y, weight=None, X_val=None, y_val=None, monitor=None) -> "Candidate":
+        """``monitor`` (``fraud.search_monitor.FitMonitor``): watches the boosting rounds of a
+        search trial, to prune it or stop it at its time cap."""
+        est = self._estimator(y, weight, monitor)
         eval_set = [(X_val, y_val)] if X_val is not None else None
         if self.kind in FOCAL_KINDS:
-            est.fit(X, y, sample_weight=weight, eval_set=eval_set)
+            callbacks = None if monitor is None else [
+                monitor.xgboost() if self.kind == "focal_xgb" else monitor.lightgbm()]
+            est.fit(X, y, sample_weight=weight, eval_set=eval_set, callbacks=callbacks)
             history = next(iter(est.evals_result_.values()), {})
         else:
             est.fit(X, y, sample_weight=weight, eval_set=eval_set, verbose=False)

@@ -36,7 +36,7 @@ from .models import BASELINE_KINDS, FOCAL_KINDS, library_versions
 from .policy import choose_thresholds, outcome
 from .progress import progress_bar
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
-from .search import FoldData, SearchResult, local_fit, search_candidate
+from .search import FoldData, SearchResult, local_fit, run_search
 from .splits import TimeSplit, check_classes, labels_known_at, make_split
 from .uncertainty import day_bootstrap
 
@@ -140,7 +140,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
           progress: bool = True, fitter=local_fit) -> TrainingResult:
     """Search, choose, calibrate and threshold; returns the winning bundle and the figures.
 
-    ``fitter(candidate, fold)`` fits one candidate on one fold (default: in process).
+    ``fitter(candidate, fold, monitor)`` fits one candidate on one fold (default: in
+    process; ``monitor`` watches the boosting rounds, ``fraud.search_monitor``).
     """
     started = time.perf_counter()
     split = split or make_split(data.timestamp, config.split, pd.Timedelta(config.data.label_delay))
@@ -149,18 +150,12 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     counted = ~evaluation.known_fraud_card(data.timestamp, data.card_id, data.label, data.label_time)
     folds = _fold_data(data, split, cfg.negative_sample_rate, cfg.seed, counted)
     log.info("time split: %s", split.to_dict())
-    kinds = list(cfg.candidates)
-    budget = cfg.time_budget_s
-    results: dict[str, SearchResult] = {}
     with progress_bar(total=cfg.max_trials, enabled=progress, desc="hyper-parameter search", unit="trial") as bar:
-        for i, kind in enumerate(kinds):
-            remaining = budget - (time.perf_counter() - started)
-            share = max(remaining / (len(kinds) - i), 1.0)
-            trials_left = max(1, (cfg.max_trials - sum(len(r.trials) for r in results.values())) // (len(kinds) - i))
-            results[kind] = search_candidate(kind, folds, cfg, share, trials_left, bar, fitter)
-            best = results[kind].best
-            log.info("%s: best validation AP %.4f with %s (%d trials)", kind, best.score, best.params,
-                     len(results[kind].trials))
+        search = run_search(list(cfg.candidates), folds, cfg, bar, fitter)
+    results = search.results
+    for kind, res in results.items():
+        log.info("%s: best validation AP %.4f with %s (%d trials)", kind, res.best.score, res.best.params,
+                 len(res.trials))
 
     val_mask, test_mask = split.folds[0].validation.mask(data.timestamp), split.test.mask(data.timestamp)
     val, val_counted = data.rows(val_mask), data.rows(val_mask & counted)
@@ -228,8 +223,10 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         "comparison": day_bootstrap(test_probs, test.label, test.days(), BASELINE_KINDS, FOCAL_KINDS,
                                     seed=cfg.seed),
         "feature_importance": model.feature_importance(),
-        "trials": [{"kind": t.kind, "params": t.params, "validation_ap": t.score, "fold_scores": t.scores,
-                    "rounds": t.rounds, "seconds": t.seconds} for r in results.values() for t in r.trials],
+        "search": search.summary,
+        "trials": [{"kind": t.kind, "params": t.params, "validation_ap": None if t.pruned else t.score,
+                    "fold_scores": t.scores, "rounds": t.rounds, "seconds": t.seconds, "pruned": t.pruned,
+                    "capped": t.capped} for r in results.values() for t in r.trials],
         "library_versions": library_versions(),
         "seconds": time.perf_counter() - started,
     }

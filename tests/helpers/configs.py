@@ -7,12 +7,12 @@ validation_days = 5
 test_days = 5
 prequential_folds = 1
 [search]
-time_budget_s = 30
+time_budget_s = 600  # the trials bind, not the machine's load
 max_trials = 4
 max_rounds = 120
 early_stopping_rounds = 15
-max_depths = [4]
-learning_rates = [0.2]
+max_depth = [4]
+learning_rate = [0.2]
 n_jobs = 2
 [policy]
 review_capacity_per_day = 20
