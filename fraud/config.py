@@ -149,7 +149,7 @@ class SearchConfig(_Section):
     candidates together; trials go to the candidates whose best could still win."""
 
     time_budget_s: float = Field(240, gt=0)   # wall time of the whole search, held to +10 %
-    max_trials: int = Field(12, gt=0)          # all candidates together (each gets one at least)
+    max_trials: int = Field(40, gt=0)          # all candidates together (each gets one at least)
     trial_time_cap_s: float | None = Field(None, gt=0)  # one trial; default: the budget / candidates
     # ranges sampled by the search (learning_rate, min_child_weight_scale, reg_lambda on a log scale)
     gamma: Range = (0.0, 5.0)

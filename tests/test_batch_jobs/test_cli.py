@@ -239,7 +239,7 @@ def test_config_show_prints_the_merged_config_that_reads_back_the_same(tmp_path)
     done = fraud("config", "show", "--config", "mine.toml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     shown = tomllib.loads(done.stdout)
-    assert shown["policy"]["review_cost"] == 7.5 and shown["search"]["max_trials"] == 12
+    assert shown["policy"]["review_cost"] == 7.5 and shown["search"]["max_trials"] == 40
     assert "target_recall" not in shown["policy"]  # None: TOML has no null, left out
     (tmp_path / "shown.toml").write_text(done.stdout)
     assert load_config(tmp_path / "shown.toml") == load_config(overlay)
