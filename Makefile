@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine (Python >= 3.11):
-#   make nightly   install [train], then run the nightly job on the embedded simulated data
+#   make nightly   install [train,tracking], then run the nightly job on the embedded simulated data
 #   make test      install [dev], then run the test suite
 # Each target installs the extras it needs (pyproject.toml) into one .venv, once per
 # change of pyproject.toml: a stamp file per set of extras.
@@ -19,7 +19,7 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 .PHONY: install nightly test serve bench synth
 install: $(VENV)/.installed-dev
 
-nightly: $(VENV)/.installed-train
+nightly: $(VENV)/.installed-train,tracking
 	$(BIN)/fraud train
 
 test: $(VENV)/.installed-dev

@@ -37,6 +37,7 @@ from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes
 from fraud.simulator import TransactionSimulator
 from fraud.splits import InsufficientDataError, TrainingWindow, check_classes, make_split
+from fraud.tracking import track_run
 from fraud.training import LabelledFeatures, TrainingResult, train
 
 from .history import latest_day, partition_path
@@ -252,6 +253,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
     summary["models"] = model_facts(registry, version, champion_record_before)
     artefacts = {f"report_{k}": v for k, v in write_report(run_dir, summary, result.plots).items()}
     log.info("[5/6] report written to %s", artefacts["report_html"])
+    summary["tracking"] = track_run(config.tracking, runs_dir, run_dir, summary)
 
     if score_latest and window.empty and not str(data).startswith("s3://"):
         day = latest_day(data)

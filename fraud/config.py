@@ -105,7 +105,7 @@ class FeatureConfig(_Section):
     label_windows: tuple[int, ...] = (7 * 86400, 30 * 86400)
     # common point of compromise (fraud.features.spec): [] turns these features off; each
     # window at most history_window (the online state finds a card's terminals in ``seen``)
-    compromise_windows: tuple[int, ...] = (7 * 86400, 30 * 86400)
+    compromise_windows: tuple[int, ...] = ()  # off by default: fraud/defaults/config.toml says why
     history_window: int = 30 * 86400
     night_hours: tuple[int, int] = (0, 6)
 
@@ -150,6 +150,9 @@ class SearchConfig(_Section):
 
     time_budget_s: float = Field(240, gt=0)   # wall time of the whole search, held to +10 %
     max_trials: int = Field(40, gt=0)          # all candidates together (each gets one at least)
+    # every candidate is searched this far before promise decides: the focal-vs-baseline
+    # comparison means something only against baselines that were tuned too
+    min_trials_per_candidate: int = Field(5, ge=1)
     trial_time_cap_s: float | None = Field(None, gt=0)  # one trial; default: the budget / candidates
     # ranges sampled by the search (learning_rate, min_child_weight_scale, reg_lambda on a log scale)
     gamma: Range = (0.0, 5.0)
@@ -238,6 +241,16 @@ class ReportConfig(_Section):
     ablation: bool = False
 
 
+class TrackingConfig(_Section):
+    """Experiment tracking (MLflow): every trial's parameters and figures, every run's
+    figures and report. ``uri`` "" = a SQLite store beside the local runs folder
+    (``mlflow.db`` and ``mlartifacts`` in its parent); any MLflow tracking URI otherwise
+    (a tracking server for runs on S3)."""
+    enabled: bool = True
+    uri: str = ""
+    experiment: str = "fraud-nightly"
+
+
 class FraudConfig(_Section):
     columns: ColumnMapping = ColumnMapping()
     data: DataConfig = DataConfig()
@@ -249,6 +262,7 @@ class FraudConfig(_Section):
     registry: RegistryConfig = RegistryConfig()
     simulation: SimulationConfig = SimulationConfig()
     report: ReportConfig = ReportConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 class ConfigError(ValueError):

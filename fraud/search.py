@@ -122,7 +122,11 @@ class _Runner:
             eligible = [k for k in self.kinds if left > 0.25 * np.median([t.seconds for t in self.trials[k]])]
             finished = [t.score for ts in self.trials.values() for t in ts if not t.pruned]
             best = {k: max((t.score for t in self.trials[k] if not t.pruned), default=-math.inf) for k in self.kinds}
-            kind = next_kind(best, {k: len(v) for k, v in self.trials.items()}, finished, eligible)
+            counts = {k: len(v) for k, v in self.trials.items()}
+            behind = [k for k in eligible if counts[k] < self.cfg.min_trials_per_candidate]
+            # each candidate its minimum first (the fewest trials first), then by promise
+            kind = min(behind, key=lambda k: (counts[k], self.kinds.index(k))) if behind else \
+                next_kind(best, counts, finished, eligible)
             if kind is None:
                 return
             self.run_trial(kind, min(self.cap, left), prunable=True)

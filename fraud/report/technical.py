@@ -40,11 +40,12 @@ def _candidates(s: dict) -> str:
               f"Test {term('auc', 'AUC ROC')}", f"Test {within}", "Boosting rounds", "Search trials"]
     comparison = s.get("comparison") or {}
     intervals = comparison.get("models", {})
-    if intervals:
-        header.insert(4, f"Test AP, {comparison['level']:.0%} interval over days")
+    if intervals:  # in the test AP's cell: a column of its own would widen the table past the page
+        header[3] += f" ({comparison['level']:.0%} interval over days)"
         for row, kind in zip(rows, s["candidates"]):
             ci = intervals.get(kind)
-            row.insert(4, f"{fmt.ratio(ci['low'])} to {fmt.ratio(ci['high'])}" if ci else "")
+            if ci:
+                row[3] += f" <span class='interval'>({fmt.ratio(ci['low'])}&ndash;{fmt.ratio(ci['high'])})</span>"
     verdict = (f"<p class='verdict'><strong>Focal loss against the tuned logistic baseline:</strong> "
                f"{esc(comparison['difference']['verdict'])} (bootstrap over the {comparison['days']} test days, "
                f"{comparison['resamples']} resamples, each candidate on the same days).</p>"

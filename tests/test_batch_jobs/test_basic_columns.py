@@ -13,6 +13,8 @@ from batch_jobs.cli import main
 from fraud.simulator import BASIC_COLUMNS, TransactionSimulator
 
 FAST = """
+[features]
+compromise_windows = [604800, 2592000]  # off by default; the ablation table shows their family
 [split]
 train_days = 14
 validation_days = 5

@@ -44,9 +44,12 @@ STREAM = _frame([
 ])
 
 
+ON = FeatureConfig(compromise_windows=(7 * 86400, 30 * 86400))  # off by default (config.toml says why)
+
+
 @pytest.fixture(scope="module")
 def spec():
-    return FeatureSpec.default()
+    return FeatureSpec.default(ON)
 
 
 def test_the_counts_on_a_hand_made_stream(spec):
@@ -94,7 +97,7 @@ def test_a_card_looks_at_its_most_recent_terminals_only_in_every_engine(monkeypa
         ("f", "2026-03-01 15:00", "c1", "m1", 10.0, 0, None),   # m3, m4: m1 out (this use comes after)
         ("g", "2026-03-01 16:00", "c1", "m5", 10.0, 0, None),   # m4, m1: m1 back
     ])
-    spec = FeatureSpec.default()
+    spec = FeatureSpec.default(ON)
     batch, got = _all_engines(df, spec, [pd.Timestamp("2026-03-01 13:30", tz="UTC")])
     card_rows = list("abcdefg")
     assert list(batch.loc[card_rows, TERMS_7D]) == [0, 1, 1, 1, 0, 0, 1]
@@ -104,7 +107,8 @@ def test_a_card_looks_at_its_most_recent_terminals_only_in_every_engine(monkeypa
 
 
 def test_windows_are_configurable_and_can_be_turned_off():
-    off = FeatureSpec.default(FeatureConfig(compromise_windows=()))
+    off = FeatureSpec.default()  # the default
+    assert FeatureConfig().compromise_windows == ()
     assert not [n for n in off.names if "compromised" in n]
     assert build_features(STREAM, off).shape[1] == len(off.names)
     one = FeatureSpec.default(FeatureConfig(compromise_windows=(3 * 86400,)))

@@ -38,6 +38,8 @@ def test_a_mapped_column_absent_or_empty_in_the_data_drops_its_features(caplog, 
     full = frame.assign(channel=["pos"], terminal_lon=[2.1])
     spec, dropped = spec_for_data(default_config, full)
     assert dropped == {} and {"is_online", "distance_from_home_km"} <= set(spec.names)
-    unlabelled, dropped = spec_for_data(default_config, full.drop(columns=["label"]))
+    with_compromise = default_config.model_copy(update={"features": default_config.features.model_copy(
+        update={"compromise_windows": (7 * 86400, 30 * 86400)})})
+    unlabelled, dropped = spec_for_data(with_compromise, full.drop(columns=["label"]))
     assert not [n for n in unlabelled.names if "fraud_rate" in n or "compromised" in n]
     assert dropped["terminal_compromised_cards_7d"] == ["label"]

@@ -349,4 +349,25 @@ def test_candidates_carry_day_bootstrap_intervals_and_the_focal_verdict_in_words
     rows = {cells[0]: cells for _, cells in tables(night.html)["candidates"]}
     for kind, ci in comparison["models"].items():
         row = next(cells for name, cells in rows.items() if kind in name)
-        assert f"{ci['low']:.3f} to {ci['high']:.3f}" in row, (kind, row)
+        assert f"({ci['low']:.3f}\u2013{ci['high']:.3f})" in row[3], (kind, row)
+
+
+def test_the_run_and_every_search_trial_are_tracked_in_mlflow(night):
+    from mlflow import MlflowClient
+
+    tracked = night.summary["tracking"]
+    assert tracked["uri"] == f"sqlite:///{night.result.run_dir.parent.parent / 'mlflow.db'}"  # beside runs/
+    client = MlflowClient(tracking_uri=tracked["uri"])
+    run = client.get_run(tracked["run_id"])
+    s = night.summary
+    assert run.info.run_name == s["run_id"] and run.data.params["winner"] == s["winner"]["kind"]
+    assert run.data.metrics["test_average_precision"] == pytest.approx(s["test"]["average_precision"])
+    assert run.data.tags["registry_version"] == s["registry_version"] and run.data.tags["gate"] == s["gate"]["decision"]
+    trials = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(trials) == len(s["trials"]) > 0
+    by_name = {t.info.run_name: t for t in trials}
+    first = by_name[f"{s['trials'][0]['kind']} trial 0"]
+    assert first.data.metrics["validation_average_precision"] == pytest.approx(s["trials"][0]["validation_ap"])
+    assert first.data.params["candidate"] == s["trials"][0]["kind"]
+    artefacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.html", "pr_curves.png"} <= artefacts

@@ -231,3 +231,12 @@ def test_search_names_the_thread_count_for_both_libraries(folds, monkeypatch):
 
     run_search(["focal_lgbm"], folds, cfg, fitter=fitter)
     assert seen and set(seen) == {3}  # LightGBM's own default would be every CPU of the host
+
+
+def test_every_candidate_gets_its_minimum_of_trials_before_promise_decides(folds):
+    """A focal-vs-baseline verdict is fair only against baselines that were searched too."""
+    kinds = ["focal_xgb", "logistic_xgb", "weighted_logistic_xgb"]
+    search = run_search(kinds, folds, _search_config(candidates=kinds, max_trials=12, min_trials_per_candidate=4))
+    assert {k: len(r.trials) for k, r in search.results.items()} == {k: 4 for k in kinds}
+    promise = run_search(kinds, folds, _search_config(candidates=kinds, max_trials=12, min_trials_per_candidate=1))
+    assert sorted(len(r.trials) for r in promise.results.values()) != [4, 4, 4]  # the minimum above did it
