@@ -18,11 +18,12 @@ import numpy as np
 import xgboost as xgb
 import xgboost.dask  # noqa: F401  (registers xgb.dask)
 
-from fraud.models import FOCAL_KINDS, Candidate
+from fraud.models import FOCAL_KINDS, Candidate, focal_hessian_scale
 from fraud.search import FoldData
 from objectives import FocalLGBMClassifier, FocalXGBClassifier, XGBoostMetric, XGBoostObjective
 from objectives.lightgbm_adapter import LightGBMSklearnObjective
 from objectives import booster_params as focal_booster_params
+from objectives.schedule import GammaSchedule, ScheduledObjective
 from objectives.sklearn import hessian_scale, make_loss
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class DaskFitter:
         return self._fit_xgboost(cand, fold)
 
     def _fit_xgboost(self, cand: Candidate, fold: FoldData) -> Candidate:
-        p = cand.params
+        p = cand.params = cand.params.for_fold(cand.kind, fold.y_train, fold.w_train)  # cb_focal_xgb: its alpha
         Xd, yd, wd = _to_dask(self.client, fold.X_train, fold.y_train, fold.w_train, self.partitions)
         Xv, yv, _ = _to_dask(self.client, fold.X_val, fold.y_val, None, self.partitions)
         dtrain = xgb.dask.DaskDMatrix(self.client, Xd, yd, weight=wd)
@@ -62,13 +63,16 @@ class DaskFitter:
         if cand.kind in FOCAL_KINDS:
             loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
             init = loss.init_margin(fold.y_train, fold.w_train)
-            base["min_child_weight"] = hessian_scale(loss, fold.y_train, fold.w_train) * p.min_child_weight_scale
+            base["min_child_weight"] = focal_hessian_scale(p, fold.y_train, fold.w_train) * p.min_child_weight_scale
             params, obj, metric = focal_booster_params(loss, init, base), XGBoostObjective(loss), XGBoostMetric(loss)
+            if p.gamma_end is not None:  # each worker counts its own calls: one per round
+                obj = ScheduledObjective(obj, GammaSchedule(p.gamma, p.gamma_end, p.n_estimators),
+                                         lambda g: make_loss(2, g, p.alpha, "floor", 1e-16))
             out = xgb.dask.train(self.client, params, dtrain, num_boost_round=p.n_estimators, evals=[(dval, "eval_0")],
                                  obj=obj, custom_metric=metric, early_stopping_rounds=cand.early_stopping_rounds,
                                  verbose_eval=False)
             est = FocalXGBClassifier(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators,
-                                     learning_rate=p.learning_rate, max_depth=p.max_depth)
+                                     learning_rate=p.learning_rate, max_depth=p.max_depth, gamma_end=p.gamma_end)
             booster = out["booster"]
             best = int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1)
             est.booster_ = booster[: best + 1]

@@ -163,6 +163,8 @@ class SearchConfig(_Section):
     subsample: Range = (0.5, 1.0)
     colsample_bytree: Range = (0.5, 1.0)
     reg_lambda: Range = (0.1, 10.0)
+    beta: Range = (0.9, 0.99999)   # cb_focal_xgb's effective-number beta (log scale of 1 - beta)
+    gamma_end: Range = (0.0, 5.0)  # focal_xgb_gamma_schedule's last-round gamma (gamma: its first)
     pruner: str = Field("median", pattern="^(median|hyperband|none)$")
     report_every: int = Field(5, gt=0)         # boosting rounds between intermediate validation AP reports
     # where the trials persist, so each night's search starts from the previous nights'
@@ -173,6 +175,7 @@ class SearchConfig(_Section):
     study_name: str = "fraud"
     max_rounds: int = Field(400, gt=0)
     early_stopping_rounds: int = Field(30, gt=0)
+    # also available (fraud.models): "cb_focal_xgb", "focal_xgb_gamma_schedule"
     candidates: tuple[str, ...] = ("focal_xgb", "focal_lgbm", "logistic_xgb", "weighted_logistic_xgb")
     calibration: str = "platt"
     # legitimate training rows kept (and up-weighted by 1/rate): fraud sets are >99% easy
@@ -185,7 +188,7 @@ class SearchConfig(_Section):
     RANGE_LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
         "gamma": (0.0, 20.0), "alpha": (1e-6, 1 - 1e-6), "learning_rate": (1e-4, 1.0), "max_depth": (1, 16),
         "min_child_weight_scale": (1e-3, 1e3), "subsample": (0.05, 1.0), "colsample_bytree": (0.05, 1.0),
-        "reg_lambda": (1e-4, 1e4)}
+        "reg_lambda": (1e-4, 1e4), "beta": (0.0, 1 - 1e-7), "gamma_end": (0.0, 20.0)}
 
     @field_validator(*RANGE_LIMITS)
     @classmethod

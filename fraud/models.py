@@ -1,6 +1,10 @@
 """The candidate models the nightly job compares, behind one small interface.
 
 - ``focal_xgb`` / ``focal_lgbm``: the focal-loss classifiers from ``objectives``;
+- ``cb_focal_xgb``: focal loss with class-balanced weights (``objectives.class_balanced``)
+  in place of alpha, from the searched beta and the fold's class counts;
+- ``focal_xgb_gamma_schedule``: focal loss whose gamma moves linearly from ``gamma`` to
+  ``gamma_end`` over the boosting rounds (``objectives.schedule``);
 - ``logistic_xgb``: XGBoost's built-in logistic loss (the baseline every team has);
 - ``weighted_logistic_xgb``: the same with positives up-weighted by negatives/positives.
 
@@ -13,7 +17,7 @@ contributions (TreeSHAP, in margin space), and saves itself in its library's own
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +29,11 @@ if TYPE_CHECKING:  # pandas is imported where it is used: the scoring Lambda nev
 
 from objectives.persistence import load_predictor, sidecar_path
 
-FOCAL_KINDS = ("focal_xgb", "focal_lgbm")
+CLASS_BALANCED = "cb_focal_xgb"
+GAMMA_SCHEDULE = "focal_xgb_gamma_schedule"
+# every focal-loss kind: searched over gamma, reported with their (gamma, alpha), and the
+# challengers of the report's focal-vs-baseline verdict
+FOCAL_KINDS = ("focal_xgb", "focal_lgbm", CLASS_BALANCED, GAMMA_SCHEDULE)
 BASELINE_KINDS = ("logistic_xgb", "weighted_logistic_xgb")
 KINDS = FOCAL_KINDS + BASELINE_KINDS
 
@@ -41,13 +49,36 @@ class HyperParams:
     subsample: float = 1.0
     colsample_bytree: float = 1.0
     reg_lambda: float = 1.0
+    beta: float | None = None       # cb_focal_xgb: the effective-number beta (alpha is derived from it)
+    gamma_end: float | None = None  # focal_xgb_gamma_schedule: gamma of the last round (``gamma``: of the first)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        variants = {k: v for k, v in (("beta", self.beta), ("gamma_end", self.gamma_end)) if v is not None}
         return {"max_depth": self.max_depth, "learning_rate": self.learning_rate, "n_estimators": self.n_estimators,
                 "gamma": self.gamma, "alpha": self.alpha, "min_child_weight_scale": self.min_child_weight_scale,
                 "subsample": self.subsample, "colsample_bytree": self.colsample_bytree, "reg_lambda": self.reg_lambda,
-                **self.extra}
+                **variants, **self.extra}
+
+    def for_fold(self, kind: str, y, weight) -> "HyperParams":
+        """These parameters as a fit on (y, weight) uses them: for ``cb_focal_xgb`` alpha is
+        the class-balanced one of beta and the fold's class counts, the weighted counts
+        (the 1/rate weight of down-sampled negatives restores their count before sampling,
+        the number of distinct examples the class has in the training window)."""
+        if kind != CLASS_BALANCED:
+            return self
+        from objectives.class_balanced import class_balanced_alpha
+
+        return replace(self, alpha=class_balanced_alpha(y, self.beta, weight))
+
+
+def focal_hessian_scale(params: HyperParams, y, weight) -> float:
+    """``objectives.sklearn.hessian_scale`` of the fit's focal loss; of a gamma schedule,
+    the smaller of its two ends (as the classifier's min_child_weight="auto")."""
+    from objectives.sklearn import hessian_scale, make_loss
+
+    gammas = [params.gamma] + ([] if params.gamma_end is None else [params.gamma_end])
+    return min(hessian_scale(make_loss(2, g, params.alpha, "floor", 1e-16), np.asarray(y), weight) for g in gammas)
 
 
 class Candidate:
@@ -58,6 +89,10 @@ class Candidate:
                  n_jobs: int | None = None, seed: int = 0, device: str = "cpu"):
         if kind not in KINDS:
             raise ValueError(f"unknown candidate {kind!r}; choose from {KINDS}")
+        if kind == CLASS_BALANCED and params.beta is None:
+            raise ValueError(f"{kind} needs beta")
+        if kind == GAMMA_SCHEDULE and params.gamma_end is None:
+            raise ValueError(f"{kind} needs gamma_end")
         self.kind = kind
         self.params = params
         self.early_stopping_rounds = early_stopping_rounds
@@ -72,17 +107,15 @@ class Candidate:
         if self.kind in FOCAL_KINDS:
             from objectives import FocalLGBMClassifier, FocalXGBClassifier
 
-            cls = FocalXGBClassifier if self.kind == "focal_xgb" else FocalLGBMClassifier
+            lgbm = self.kind == "focal_lgbm"
+            cls = FocalLGBMClassifier if lgbm else FocalXGBClassifier
             est = cls(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators, learning_rate=p.learning_rate,
                       max_depth=p.max_depth, early_stopping_rounds=self.early_stopping_rounds,
                       eval_metric="average_precision", n_jobs=self.n_jobs, random_state=self.seed,
-                      device=self.device if self.kind == "focal_xgb" else "cpu", **sampling)
+                      device="cpu" if lgbm else self.device, gamma_end=p.gamma_end, **sampling)
             if p.min_child_weight_scale != 1.0:
                 # resolve "auto" now, then scale it
-                from objectives.sklearn import hessian_scale, make_loss
-
-                loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
-                base = est._default_min_child_weight() * hessian_scale(loss, np.asarray(y), weight)
+                base = est._default_min_child_weight() * focal_hessian_scale(p, y, weight)
                 est.set_params(min_child_weight=base * p.min_child_weight_scale)
             return est
         extra = {}
@@ -99,11 +132,12 @@ class Candidate:
     def fit(self, X: pd.DataFrame, y, weight=None, X_val=None, y_val=None, monitor=None) -> "Candidate":
         """``monitor`` (``fraud.search_monitor.FitMonitor``): watches the boosting rounds of a
         search trial, to prune it or stop it at its time cap."""
+        self.params = self.params.for_fold(self.kind, y, weight)
         est = self._estimator(y, weight, monitor)
         eval_set = [(X_val, y_val)] if X_val is not None else None
         if self.kind in FOCAL_KINDS:
             callbacks = None if monitor is None else [
-                monitor.xgboost() if self.kind == "focal_xgb" else monitor.lightgbm()]
+                monitor.lightgbm() if self.kind == "focal_lgbm" else monitor.xgboost()]
             est.fit(X, y, sample_weight=weight, eval_set=eval_set, callbacks=callbacks)
             history = next(iter(est.evals_result_.values()), {})
         else:
@@ -149,7 +183,7 @@ class Candidate:
             out = booster.predict(X, pred_contrib=True, num_iteration=self.estimator_.best_iteration_ + 1,
                                   **getattr(self.estimator_, "lightgbm_predict_kwargs", {}))
         else:
-            booster = self.estimator_.booster_ if self.kind == "focal_xgb" else self.estimator_.get_booster()
+            booster = self.estimator_.booster_ if self.kind in FOCAL_KINDS else self.estimator_.get_booster()
             out = booster.predict(xgb.DMatrix(np.asarray(X)), pred_contribs=True, approx_contribs=not exact,
                                   iteration_range=(0, self.n_rounds_), validate_features=False)
         return np.asarray(out)[:, :-1]
@@ -171,15 +205,25 @@ class Candidate:
             gains = self.estimator_.booster_.feature_importance(importance_type="gain")
             raw = dict(zip(self.feature_names_, gains))
         else:
-            booster = self.estimator_.booster_ if self.kind == "focal_xgb" else self.estimator_.get_booster()
+            booster = self.estimator_.booster_ if self.kind in FOCAL_KINDS else self.estimator_.get_booster()
             raw = booster.get_score(importance_type="total_gain")
         total = sum(raw.values()) or 1.0
         return {name: float(raw.get(name, 0.0)) / total for name in self.feature_names_}
 
     @property
     def focal(self) -> tuple[float, float | None] | None:
-        """(gamma, alpha) for focal candidates."""
-        return (self.params.gamma, self.params.alpha) if self.kind in FOCAL_KINDS else None
+        """(gamma, alpha) of the loss the model's last trees were fitted with, for focal
+        candidates: ``cb_focal_xgb``'s alpha is the one derived from beta and its training
+        fold's counts; ``focal_xgb_gamma_schedule``'s gamma is the schedule's at the last
+        round kept (early stopping may end it before ``gamma_end``)."""
+        if self.kind not in FOCAL_KINDS:
+            return None
+        p = self.params
+        if self.kind == GAMMA_SCHEDULE:
+            from objectives.schedule import GammaSchedule
+
+            return GammaSchedule(p.gamma, p.gamma_end, p.n_estimators).gamma_at(self.n_rounds_ - 1), p.alpha
+        return p.gamma, p.alpha
 
     # -- persistence ---------------------------------------------------------------------
     def model_filename(self) -> str:

@@ -8,11 +8,13 @@ respect to them; numpy arrays are processed on the CPU (fused numba kernels), Cu
 on the GPU (fused CUDA kernels).
 """
 
+from .class_balanced import class_balanced_alpha, class_balanced_weights
 from .focal import FocalLoss
 from .lightgbm_adapter import LightGBMMetric, LightGBMObjective
 from .metrics import average_precision
 from .multiclass import MulticlassFocalLoss
 from .persistence import FocalPredictor, load_predictor, sigmoid
+from .schedule import GammaSchedule, ScheduledObjective
 from .xgboost_adapter import XGBoostMetric, XGBoostObjective, booster_params, train_on_device
 
 
@@ -39,4 +41,8 @@ __all__ = [
     "sigmoid",
     "FocalPredictor",
     "load_predictor",
+    "class_balanced_weights",
+    "class_balanced_alpha",
+    "GammaSchedule",
+    "ScheduledObjective",
 ]

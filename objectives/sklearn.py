@@ -13,7 +13,9 @@ grid search work. What they add over the libraries' own sklearn wrappers:
   focal loss);
 - ``predict_proba`` returns sigmoid / softmax probabilities of the margin;
 - ``save_model``/``load_model`` without pickle: the library's own format plus a JSON
-  sidecar (``<path>.focal.json``) holding the loss, the starting margin and the classes.
+  sidecar (``<path>.focal.json``) holding the loss, the starting margin and the classes;
+- ``gamma_end``: gamma moves linearly from ``gamma`` (round 0) to ``gamma_end`` (round
+  ``n_estimators - 1``) over the boosting rounds (``objectives.schedule``).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class _FocalGBDTClassifier(ClassifierMixin, BaseEstimator):
                  n_estimators=200, learning_rate=0.1, max_depth=6, min_child_weight="auto",
                  subsample=1.0, colsample_bytree=1.0, reg_lambda=1.0, max_bin=256,
                  early_stopping_rounds=None, eval_metric="average_precision", n_jobs=None,
-                 random_state=0, device="cpu", extra_params=None):
+                 random_state=0, device="cpu", extra_params=None, gamma_end=None):
         self.gamma = gamma
         self.alpha = alpha
         self.hessian = hessian
@@ -93,6 +95,7 @@ class _FocalGBDTClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.extra_params = extra_params
+        self.gamma_end = gamma_end
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None, eval_set=None, sample_weight_eval_set=None,
@@ -112,8 +115,10 @@ class _FocalGBDTClassifier(ClassifierMixin, BaseEstimator):
         init = self.loss_.init_margin(encoded, weight)
         self.init_margin_ = float(init) if self.n_classes_ == 2 else np.asarray(init)
         if self.min_child_weight == "auto":
-            self.min_child_weight_ = self._default_min_child_weight() * hessian_scale(
-                self.loss_, encoded, weight)
+            # a gamma schedule: the smaller scale of its two ends, so no round's splits are blocked
+            losses = [self.loss_] + ([] if self.gamma_end is None else [self._loss_at(self.gamma_end)])
+            self.min_child_weight_ = self._default_min_child_weight() * min(
+                hessian_scale(loss, encoded, weight) for loss in losses)
         else:
             self.min_child_weight_ = float(self.min_child_weight)
         self._record_features(X)
@@ -123,6 +128,20 @@ class _FocalGBDTClassifier(ClassifierMixin, BaseEstimator):
             evals.append((Xe, self._encode(ye), we))
         self._fit_library(X, encoded, weight, evals, callbacks)
         return self
+
+    def _loss_at(self, gamma: float):
+        return make_loss(self.n_classes_, gamma, self.alpha, self.hessian, self.min_hessian)
+
+    def _objective(self, adapter_cls):
+        """The library objective: the fixed focal loss, or with ``gamma_end`` the loss of
+        each round's gamma. ``loss_`` (the starting margin, the sidecar, the focal metric)
+        stays the round-0 loss."""
+        if self.gamma_end is None:
+            return adapter_cls(self.loss_)
+        from .schedule import GammaSchedule, ScheduledObjective
+
+        return ScheduledObjective(adapter_cls(self.loss_), GammaSchedule(self.gamma, self.gamma_end, self.n_estimators),
+                                  self._loss_at)
 
     def _encode(self, y) -> np.ndarray:
         y = np.asarray(y).reshape(-1)
@@ -257,7 +276,7 @@ class FocalXGBClassifier(_FocalGBDTClassifier):
                                                   maximize=metric.maximize, save_best=True))
         self.evals_result_ = {}
         booster = xgb.train(params, dtrain, num_boost_round=self.n_estimators, evals=watch,
-                            obj=XGBoostObjective(self.loss_), custom_metric=metric if watch else None,
+                            obj=self._objective(XGBoostObjective), custom_metric=metric if watch else None,
                             evals_result=self.evals_result_, callbacks=cbs, verbose_eval=False)
         self.booster_ = booster
         self.best_iteration_ = booster.num_boosted_rounds() - 1
@@ -265,9 +284,9 @@ class FocalXGBClassifier(_FocalGBDTClassifier):
     def _margin_loop_namespace(self, evals, callbacks):
         """CuPy when this fit should keep the margin on the GPU (``train_on_device``): a
         binary fit on ``device="cuda"`` with CuPy installed, without XGBoost callbacks or eval
-        weights (the loop has neither). On an H100 that loop is 7x faster than letting XGBoost
-        copy each round's predictions to the host (README, Performance). None otherwise."""
-        if not str(self.device).startswith("cuda") or self.n_classes_ != 2 or callbacks:
+        weights (the loop has neither) or gamma schedule. On an H100 that loop is 7x faster than
+        letting XGBoost copy each round's predictions to the host (README, Performance). None otherwise."""
+        if not str(self.device).startswith("cuda") or self.n_classes_ != 2 or callbacks or self.gamma_end is not None:
             return None
         if any(we is not None for *_, we in evals):
             return None
@@ -349,7 +368,7 @@ class FocalLGBMClassifier(_FocalGBDTClassifier):
 
         from .lightgbm_adapter import LightGBMMetric, LightGBMObjective, init_score
 
-        params = {**self.lgb_params(), "objective": LightGBMObjective(self.loss_)}
+        params = {**self.lgb_params(), "objective": self._objective(LightGBMObjective)}
         if self.n_classes_ > 2:
             params["num_class"] = self.n_classes_
         dtrain = lgb.Dataset(X, label=y, weight=weight,

@@ -27,6 +27,11 @@ def compact(params) -> str:
     return json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in params.items()}, default=str)
 
 
+# what the focal view's (gamma, alpha) are for the focal variants (fraud.models.Candidate.focal)
+FOCAL_LABELS = {"cb_focal_xgb": "gamma, alpha (class-balanced: from beta and the training counts)",
+                "focal_xgb_gamma_schedule": "gamma (the schedule's, at the last round kept), alpha"}
+
+
 def _candidates(s: dict) -> str:
     rows, params = [], []
     for kind, c in s["candidates"].items():
@@ -84,7 +89,8 @@ def quality(r: RunView, images: dict) -> str:
                    for w, v in s["calibration"].items() if isinstance(v, dict)]
     focal = test["focal"]
     alpha = "none" if focal["alpha"] is None else f"{focal['alpha']:g}"
-    focal_rows = [["gamma, alpha", f"{focal['gamma']:g}, {alpha}"],
+    label = FOCAL_LABELS.get(s["winner"]["kind"], "gamma, alpha")
+    focal_rows = [[label, f"{focal['gamma']:g}, {alpha}"],
                   ["Focal loss per row: median / 90th / 99th percentile",
                    " / ".join(f"{focal[k]:.2g}" for k in ("focal_loss_p50", "focal_loss_p90", "focal_loss_p99"))],
                   [f"Hard examples ({term('p-t', 'p_t')} &lt; 0.5), all rows", fmt.pct(focal["hard_example_rate"], 2)],

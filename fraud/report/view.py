@@ -9,7 +9,8 @@ from . import fmt
 from .fmt import esc
 
 KINDS = {"focal_xgb": "XGBoost, focal loss", "focal_lgbm": "LightGBM, focal loss", "logistic_xgb": "XGBoost, log loss",
-         "weighted_logistic_xgb": "XGBoost, weighted log loss"}
+         "weighted_logistic_xgb": "XGBoost, weighted log loss", "cb_focal_xgb": "XGBoost, class-balanced focal loss",
+         "focal_xgb_gamma_schedule": "XGBoost, focal loss with a gamma schedule"}
 
 
 def kind_name(kind) -> str:
