@@ -68,9 +68,12 @@ class DaskFitter:
             if p.gamma_end is not None:  # each worker counts its own calls: one per round
                 obj = ScheduledObjective(obj, GammaSchedule(p.gamma, p.gamma_end, p.n_estimators),
                                          lambda g: make_loss(2, g, p.alpha, "floor", 1e-16))
+            # early stopping told which way is better: given only early_stopping_rounds, XGBoost
+            # takes a custom metric it does not know for a loss (lower is better) and keeps round 0
+            stop = xgb.callback.EarlyStopping(rounds=cand.early_stopping_rounds, metric_name=metric.name,
+                                              data_name="eval_0", maximize=metric.maximize)
             out = xgb.dask.train(self.client, params, dtrain, num_boost_round=p.n_estimators, evals=[(dval, "eval_0")],
-                                 obj=obj, custom_metric=metric, early_stopping_rounds=cand.early_stopping_rounds,
-                                 verbose_eval=False)
+                                 obj=obj, custom_metric=metric, callbacks=[stop], verbose_eval=False)
             est = FocalXGBClassifier(gamma=p.gamma, alpha=p.alpha, n_estimators=p.n_estimators,
                                      learning_rate=p.learning_rate, max_depth=p.max_depth, gamma_end=p.gamma_end)
             booster = out["booster"]

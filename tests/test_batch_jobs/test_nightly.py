@@ -193,4 +193,6 @@ def test_dask_path_on_a_local_cluster(tmp_path, small_transactions, small_featur
                        progress=False, fitter=DaskFitter(client))
     assert set(result.summary["candidates"]) == {"focal_xgb", "focal_lgbm", "logistic_xgb", "weighted_logistic_xgb"}
     assert result.summary["test"]["average_precision"] > 5 * small_transactions["label"].mean()
+    # early stopping keeps the best rounds: maximising AP, not taking it for a loss and stopping at round 0
+    assert result.summary["candidates"]["focal_xgb"]["rounds"] > 5
     result.bundle.write(tmp_path / "bundle")  # the Dask-trained model saves like any other
