@@ -30,10 +30,14 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="an existing simulated data directory (default: simulate into a temp dir)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep the registry, runs (report) and data in this directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = load_config()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
         data = Path(args.data) if args.data else Path(tmp) / "transactions"
         simulate_start = time.perf_counter()
         ensure_default_data(data, config)
@@ -55,6 +59,9 @@ def main(argv=None) -> dict:
                         "policy": s["test"]["policy"], "card_precision_at_k": s["test"]["card_precision_at_k"]["mean"],
                         "hard_example_rate": s["test"]["focal"]["hard_example_rate"]},
         "calibration_test": s["calibration"]["test"], "thresholds": s["policy"]["thresholds"],
+        "comparison": s.get("comparison"), "search": s.get("search"), "evaluation": s.get("evaluation"),
+        "test_unfiltered_average_precision": s.get("test_unfiltered", {}).get("average_precision"),
+        "report": str(result.run_dir / "report.html") if args.keep else None,
     }
     print(f"\n{figures['rows']:,} transactions; job {wall:.0f} s (simulation {simulate_s:.0f} s before it); "
           f"peak RSS {peak_mib:,.0f} MiB")
@@ -62,6 +69,10 @@ def main(argv=None) -> dict:
     for kind, c in figures["candidates_test"].items():
         print(f"  {kind:24s} test AP {c['test_average_precision']:.4f}  AUC {c['test_auc_roc']:.4f}  "
               f"recall@capacity {c['test_recall_at_capacity']:.3f}")
+    for kind, ci in (s.get("comparison") or {}).get("models", {}).items():
+        print(f"  {kind:24s} test AP 95% interval over days {ci['low']:.4f} .. {ci['high']:.4f}")
+    if (s.get("comparison") or {}).get("difference"):
+        print("  " + s["comparison"]["difference"]["verdict"])
     write_json(args.json, figures)
     return figures
 
