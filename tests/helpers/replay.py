@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from fraud.features.online import APPLIED_PREFIX, OnlineFeatures
@@ -96,3 +97,13 @@ def replay_http(client, headers: dict, container, transactions: pd.DataFrame, da
                      else found[APPLIED_PREFIX + i].value["features"][n]) for n in names}
            for row, i in sent.items()}
     return pd.DataFrame.from_dict(out, orient="index")[names]
+
+
+def assert_equal_batch(online: pd.DataFrame, expected: pd.DataFrame, at_least: int) -> None:
+    """The online features equal the batch engine's (rows of ``online``) to 1e-9, NaN = NaN,
+    on at least ``at_least`` rows; a failure names each differing feature and its row count."""
+    assert len(online) >= at_least
+    expected = expected.loc[online.index, online.columns]
+    close = np.isclose(online.to_numpy(float), expected.to_numpy(float), rtol=1e-9, atol=1e-9, equal_nan=True)
+    bad = [(online.columns[j], int((~close[:, j]).sum())) for j in range(close.shape[1]) if not close[:, j].all()]
+    assert not bad, f"online features differ from batch in (feature, rows): {bad}"

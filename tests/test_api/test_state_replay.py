@@ -3,7 +3,6 @@ replayed day, over HTTP, are the batch engine's (to 1e-9), in memory and in Dyna
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -11,19 +10,11 @@ from fastapi.testclient import TestClient
 from batch_jobs.state_load import load_state
 from fraud.features.batch import build_features
 from helpers.api import HEADERS
-from helpers.replay import replay_http
+from helpers.replay import assert_equal_batch, replay_http
 from lambda_handler.api import create_app
 from lambda_handler.container import build_container
 
 N_CARDS = 150  # DynamoDB on moto copies the table on every transaction: keep it small
-
-
-def _assert_equal_batch(online: pd.DataFrame, expected: pd.DataFrame, at_least: int) -> None:
-    assert len(online) >= at_least
-    expected = expected.loc[online.index, online.columns]
-    close = np.isclose(online.to_numpy(float), expected.to_numpy(float), rtol=1e-9, atol=1e-9, equal_nan=True)
-    bad = [(online.columns[j], int((~close[:, j]).sum())) for j in range(close.shape[1]) if not close[:, j].all()]
-    assert not bad, f"the API's features after state load differ from batch in (feature, rows): {bad}"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +30,7 @@ def test_api_after_state_load_computes_the_batch_features_in_memory(local_settin
     load_state(small_transactions, spec, container.stores["features"], container.online.keys, as_of=start)
     with TestClient(create_app(container)) as client:
         online = replay_http(client, HEADERS, container, small_transactions, start, hours=3)
-    _assert_equal_batch(online, features, at_least=500)
+    assert_equal_batch(online, features, at_least=500)
 
 
 def test_api_after_state_load_computes_the_batch_features_in_dynamodb(aws_settings, small_transactions,
@@ -52,4 +43,4 @@ def test_api_after_state_load_computes_the_batch_features_in_dynamodb(aws_settin
     load_state(some, spec, container.stores["features"], container.online.keys, as_of=start)
     with TestClient(create_app(container)) as client:
         online = replay_http(client, HEADERS, container, some, start, hours=3)
-    _assert_equal_batch(online, features, at_least=40)
+    assert_equal_batch(online, features, at_least=40)

@@ -16,7 +16,7 @@ from fraud.features.batch import build_features
 from fraud.features.spec import TERMINAL, Feature
 from fraud.pseudonym import configured_pseudonymizer
 from fraud.storage.kv import DynamoDBKeyValueStore, InMemoryKeyValueStore
-from helpers.replay import replay
+from helpers.replay import assert_equal_batch, replay
 
 N_SLICE_CARDS = 250  # DynamoDB on moto copies the table on every transaction: keep it small
 
@@ -53,14 +53,6 @@ def slice_transactions(slice_dir, default_config):
     return frame
 
 
-def _assert_equal_batch(online: pd.DataFrame, expected: pd.DataFrame, at_least: int) -> None:
-    assert len(online) >= at_least
-    expected = expected.loc[online.index, online.columns]
-    close = np.isclose(online.to_numpy(float), expected.to_numpy(float), rtol=1e-9, atol=1e-9, equal_nan=True)
-    bad = [(online.columns[j], int((~close[:, j]).sum())) for j in range(close.shape[1]) if not close[:, j].all()]
-    assert not bad, f"online after state load differs from batch in (feature, rows): {bad}"
-
-
 def test_state_load_then_replay_equals_batch_in_memory(small_transactions, small_features, keys, day):
     spec, features = small_features
     store = InMemoryKeyValueStore()
@@ -69,7 +61,7 @@ def test_state_load_then_replay_equals_batch_in_memory(small_transactions, small
     assert pd.Timestamp(mark["transactions_until"]) < day and pd.Timestamp(mark["labels_until"]) < day
     assert mark["cards"] == summary.cards > 0 and mark["terminals"] == summary.terminals > 0
     online, _ = replay(small_transactions, spec, day, store, hours=24, keys=keys, load_history=False)
-    _assert_equal_batch(online, features, at_least=1000)
+    assert_equal_batch(online, features, at_least=1000)
 
 
 def test_state_load_then_replay_equals_batch_in_dynamodb(moto_server, slice_transactions, small_features, keys,
@@ -83,7 +75,7 @@ def test_state_load_then_replay_equals_batch_in_dynamodb(moto_server, slice_tran
     load_state(slice_transactions, spec, store, keys, as_of=start, source="slice")
     assert read_watermark(store)["transactions_until"] < start.isoformat()
     online, _ = replay(slice_transactions, spec, start, store, hours=2, keys=keys, load_history=False)
-    _assert_equal_batch(online, features, at_least=15)
+    assert_equal_batch(online, features, at_least=15)
 
 
 class KilledStore(InMemoryKeyValueStore):
@@ -177,7 +169,7 @@ def test_cli_state_load_into_dynamodb(moto_server, monkeypatch, capsys, slice_di
     assert pd.Timestamp(mark["transactions_until"]) < start
     # the state is the champion's spec: the API (same hash key) replays onto it as batch computes
     online, _ = replay(slice_transactions, spec, start, store, hours=1, keys=keys, load_history=False)
-    _assert_equal_batch(online, build_features(slice_transactions, spec), at_least=8)
+    assert_equal_batch(online, build_features(slice_transactions, spec), at_least=8)
 
     monkeypatch.delenv("FRAUD_FEATURES_TABLE", raising=False)
     assert main(["--registry", str(registry), "state", "load", "--history", str(slice_dir), "--no-progress"]) == 0

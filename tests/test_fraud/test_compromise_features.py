@@ -16,21 +16,14 @@ from fraud.features.batch import build_features
 from fraud.features.distributed import build_features_dask
 from fraud.features.spec import FeatureSpec
 from helpers.replay import replay
+from helpers.frames import labelled_frame
 
 CARDS_7D, TERMS_7D = "terminal_compromised_cards_7d", "card_compromised_terminals_7d"
 CARDS_30D, TERMS_30D = "terminal_compromised_cards_30d", "card_compromised_terminals_30d"
 CROSS = [CARDS_7D, TERMS_7D, CARDS_30D, TERMS_30D]
 
 
-def _frame(rows):
-    df = pd.DataFrame(rows, columns=["transaction_id", "timestamp", "card_id", "terminal_id", "amount",
-                                     "label", "label_time"])
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
-    df["label_time"] = pd.to_datetime(df["label_time"], utc=True, format="ISO8601")
-    return df
-
-
-STREAM = _frame([
+STREAM = labelled_frame([
     ("a", "2026-03-01 10:00", "c1", "m1", 10.0, 0, "2026-03-08 10:00"),
     ("b", "2026-03-02 10:00", "c1", "m2", 10.0, 1, "2026-03-04 10:00"),   # c1's fraud (at m2) known 03-04 10:00
     ("c", "2026-03-04 10:00", "c2", "m1", 10.0, 0, "2026-03-11 10:00"),   # the same second: not known yet
@@ -87,7 +80,7 @@ def test_a_card_looks_at_its_most_recent_terminals_only_in_every_engine(monkeypa
     """Beyond COMPROMISE_RECENT_TERMINALS distinct terminals the oldest stop counting: the
     same in batch and online (the online state reads that many terminals' items at most)."""
     monkeypatch.setattr(spec_module, "COMPROMISE_RECENT_TERMINALS", 2)
-    df = _frame([
+    df = labelled_frame([
         ("x", "2026-03-01 08:00", "c9", "m1", 10.0, 1, "2026-03-01 09:00"),  # m1: a fraud known 09:00
         ("a", "2026-03-01 10:00", "c1", "m1", 10.0, 0, None),
         ("b", "2026-03-01 11:00", "c1", "m1", 10.0, 0, None),   # m1 among c1's 2 latest

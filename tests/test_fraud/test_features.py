@@ -12,6 +12,7 @@ from fraud.features.online import OnlineFeatures, entity_key
 from fraud.features.spec import FeatureSpec, feature_names
 from fraud.storage.kv import InMemoryKeyValueStore
 from helpers.replay import replay
+from helpers.frames import labelled_frame
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +58,8 @@ def test_appending_later_labels_never_changes_earlier_features(small_transaction
     assert not same(again.loc[after, "terminal_fraud_rate_30d"], batch.loc[after, "terminal_fraud_rate_30d"]).all()
 
 
-def _frame(rows):
-    df = pd.DataFrame(rows, columns=["transaction_id", "timestamp", "card_id", "terminal_id", "amount",
-                                     "label", "label_time"])
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
-    df["label_time"] = pd.to_datetime(df["label_time"], utc=True, format="ISO8601")
-    return df
-
-
 def test_a_label_is_used_only_once_it_is_known():
-    df = _frame([
+    df = labelled_frame([
         ("a", "2026-03-01 10:00", "c1", "m1", 100.0, 1, "2026-03-06 09:00"),  # fraud, reported 5 days later
         ("b", "2026-03-04 12:00", "c2", "m1", 20.0, 0, "2026-03-11 12:00"),
         ("c", "2026-03-06 09:00", "c3", "m1", 20.0, 0, "2026-03-13 09:00"),   # same second as the report
@@ -90,7 +83,7 @@ def test_label_delay_fills_missing_label_times(default_config):
 
 
 def test_windows_count_what_they_should():
-    df = _frame([
+    df = labelled_frame([
         ("a", "2026-03-01 10:00:00", "c1", "m1", 10.0, 0, None),
         ("b", "2026-03-01 10:20:00", "c1", "m2", 20.0, 0, None),
         ("c", "2026-03-01 12:30:00", "c1", "m1", 30.0, 0, None),
@@ -111,7 +104,7 @@ def test_windows_count_what_they_should():
 def test_zero_amount_history_gives_finite_features_batch_and_online():
     """Zero-amount authorisations (card checks) are real traffic: a later purchase on that
     card must not get an infinite amount ratio (XGBoost rejects inf) in either path."""
-    df = _frame([
+    df = labelled_frame([
         ("a", "2026-03-01 10:00:00", "c1", "m1", 0.0, 0, None),
         ("b", "2026-03-01 10:05:00", "c1", "m1", 0.0, 0, None),
         ("c", "2026-03-01 10:10:00", "c1", "m2", 950.0, 0, None),
@@ -130,7 +123,7 @@ def test_zero_amount_history_gives_finite_features_batch_and_online():
 def test_applying_a_transaction_twice_counts_it_once():
     """A retry (the request died before answering, or its batch failed after the features
     were computed) gets the features of the first attempt and leaves the state alone."""
-    df = _frame([
+    df = labelled_frame([
         ("a", "2026-03-01 10:00:00", "c1", "m1", 10.0, 0, None),
         ("b", "2026-03-01 10:20:00", "c1", "m2", 20.0, 0, None),
         ("c", "2026-03-01 10:30:00", "c1", "m1", 30.0, 0, None),
@@ -209,7 +202,7 @@ def test_a_terminal_is_seen_only_within_the_history_window_in_every_engine():
 
     from fraud.features.distributed import build_features_dask
 
-    df = _frame([
+    df = labelled_frame([
         ("a", "2026-01-01 00:00:00", "c1", "m1", 10.0, 0, None),
         ("b", "2026-01-01 00:00:00", "c1", "m1", 11.0, 0, None),   # same second: the tiebreak orders a, b
         ("c", "2026-01-05 00:00:00", "c1", "m2", 12.0, 0, None),
@@ -253,7 +246,7 @@ def test_seen_terminals_are_capped_least_recently_used_first():
 
     rows = [(f"t{i}", f"2026-01-01 10:{i:02d}:00", "c1", term, 1.0, 0, None)
             for i, term in enumerate(["m1", "m2", "m3", "m1", "m4", "m5", "m1", "m2", "m6", "m6"])]
-    df = _frame(rows)
+    df = labelled_frame(rows)
     spec = FeatureSpec.default()
     batch = build_features(df, spec).set_index(df["transaction_id"])["card_terminal_seen_before"]
     online, engine = _online(df, spec, max_seen=3)
