@@ -17,6 +17,7 @@ or bad input (one line on stderr: config, data, registry version, missing champi
     fraud api-key create [--secret-arn ARN]     a new API key, printed once, its digest stored
     fraud state load --history SRC [--since DATE] [--features-table NAME]   online feature state from history
     fraud state catch-up --history SRC --features-table NAME   what the lake holds beyond the state's watermark
+    fraud labels import FILE|s3://bucket/drop/ [--store URI]    labels for training (all checked, then stored)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_DATA = "data/transactions"
+DEFAULT_LABELS = ".fraud/labels"
 
 
 def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
@@ -74,7 +76,8 @@ def cmd_train(args) -> int:
     try:
         result = run_nightly(config, data, registry_uri=args.registry, runs_dir=args.runs,
                              simulate_if_missing=data == DEFAULT_DATA, dask=args.dask, score_latest=not args.no_score,
-                             progress=not args.no_progress, config_path=args.config, window=window)
+                             progress=not args.no_progress, config_path=args.config, window=window,
+                             labels_uri=args.labels)
     except BaseException:
         _training_metric(False)
         raise
@@ -227,6 +230,18 @@ def cmd_state(args) -> int:
     return 0
 
 
+def cmd_labels(args) -> int:
+    """Bulk labels (transactions the API never scored): every file read and checked first,
+    then stored; on any bad cell nothing is stored."""
+    from .labels_import import import_labels
+
+    summary = import_labels(args.file, args.store, os.environ.get("FRAUD_AWS_ENDPOINT_URL"))
+    print(f"imported {summary['labels']} labels ({summary['fraud']} fraud, {summary['legitimate']} legitimate) from "
+          f"{summary['files']} file(s) into {summary['store']}; known {summary['first_known']} to "
+          f"{summary['last_known']}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -272,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "--as-of/--from/--to)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (there are none when stderr is "
                                                               "not a terminal)")
+    p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
+                   help="label store whose labels (feedback, imports) override the data's: a directory or s3:// "
+                        f"prefix (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS}); '' for none")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("simulate", help="write simulated transactions as daily Parquet partitions")
@@ -341,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
                                             "in memory); $FRAUD_AWS_ENDPOINT_URL for a local endpoint")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_state)
+
+    p = sub.add_parser("labels", help="import labels for training from a CSV/Parquet file or an s3:// drop prefix")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("file", help="a .csv or .parquet file, a directory or s3:// prefix of them; columns "
+                                "transaction_id, label (0/1 or fraud/legitimate), source, known_at (optional: now)")
+    p.add_argument("--store", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
+                   help=f"the label store (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS})")
+    p.set_defaults(func=cmd_labels)
 
     p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")

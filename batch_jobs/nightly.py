@@ -32,6 +32,7 @@ from fraud.evaluation import known_fraud_card
 from fraud.ablation import ablation
 from fraud.features.available import spec_for_data
 from fraud.features.batch import build_features
+from fraud.labels import with_stored_labels
 from fraud.io import load_transactions
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes
@@ -77,7 +78,7 @@ def ensure_default_data(path: Path, config: FraudConfig) -> bool:
     log.info("no data at %s: simulating %d days of transactions (seed %d)", path, sim.days, sim.seed)
     TransactionSimulator(n_customers=sim.n_customers, n_terminals=sim.n_terminals, start_date=sim.start_date,
                          seed=sim.seed, label_delay_days=config.data.label_delay_days,
-                         basic_columns=sim.basic_columns).write(path, sim.days)
+                         basic_columns=sim.basic_columns, drift_day=sim.drift_day).write(path, sim.days)
     return True
 
 
@@ -146,7 +147,7 @@ def _in_window(transactions: pd.DataFrame, window: TrainingWindow, data) -> pd.D
 
 
 def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_missing: bool, dask: str | None,
-                       progress: bool, endpoint_url: str | None, window: TrainingWindow):
+                       progress: bool, endpoint_url: str | None, window: TrainingWindow, labels_uri: str | None = None):
     """Read and check the data, then (only if it can be trained on) create the run folder,
     build the features and train. Bad or too little data raises ``InputError`` first."""
     if simulate_if_missing and not str(data).startswith("s3://"):
@@ -160,6 +161,7 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
         raise InsufficientDataError(f"no valid transactions to train on in {data}: its tables have no rows"
                                     + (f" ({validation.rows_in} read, all set aside)" if validation.rows_in else "")
                                     + "; point --data at your transactions. Nothing was written.")
+    transactions = with_stored_labels(transactions, labels_uri, window.as_of, endpoint_url)  # feedback, imports
     transactions = _in_window(transactions, window, data)
     split = make_split(transactions["timestamp"], config.split, pd.Timedelta(config.data.label_delay), window.as_of)
     check_classes(split, transactions["timestamp"], transactions["label"].to_numpy(), transactions["label_time"])
@@ -201,9 +203,10 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
 def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None = None, runs_dir: str | Path = "runs",
                 simulate_if_missing: bool = False, dask: str | None = None, score_latest: bool = True,
                 progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None,
-                window: TrainingWindow | None = None) -> NightlyResult:
+                window: TrainingWindow | None = None, labels_uri: str | None = None) -> NightlyResult:
     """``window``: train as of a past moment and/or on a date range (``fraud train --as-of
-    --from --to``); then the newest day is not scored (the model is not today's)."""
+    --from --to``); then the newest day is not scored (the model is not today's).
+    ``labels_uri``: the label store (``fraud.labels``) whose labels override the data's."""
     started = time.perf_counter()
     window = window or TrainingWindow()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -217,7 +220,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
     ours = not run_dir.exists()
     try:
         transactions, validation, features, spec, result = _prepare_and_train(
-            config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url, window)
+            config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url, window, labels_uri)
         step = time.perf_counter()
         champion_before = registry.champion()
         champion_record_before = registry.champion_record()  # when it became champion, for the report

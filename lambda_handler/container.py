@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fraud.config import load_config
 from fraud.features.online import STATE_WATERMARK_KEY, OnlineFeatures
+from fraud.labels import open_label_store
 from fraud.registry import ModelRegistry
 from fraud.storage.kv import DynamoDBKeyValueStore, InMemoryKeyValueStore, KeyValueStore
 from fraud.storage.metrics import EMFMetricsSink, InMemoryMetricsSink, MetricsSink, NullMetricsSink
@@ -84,7 +85,9 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
                              settings.in_progress_timeout_s, settings.max_clock_skew_s, settings.currency_rates,
                              coverage, settings.state_fallback)
     feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
-                               settings.feedback_window_days, settings.recall_slo)
+                               settings.feedback_window_days, settings.recall_slo,
+                               open_label_store(settings.labels_uri, settings.aws_endpoint_url)
+                               if settings.labels_uri else None)
     if settings.history_path and settings.backend == "local":
         entities = warm_from_history(online, settings.history_path, settings.config_path)
         log.info("feature state warmed from %s: %d cards and terminals", settings.history_path, entities)

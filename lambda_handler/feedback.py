@@ -6,14 +6,23 @@ duplicates), folded into the terminal's online label state at the time it became
 statistics. Over the sliding window the service publishes recall and precision of the
 review+decline policy, frauds missed on approved transactions and the hard-example rate,
 and whether recall is below the SLO.
+
+The recorded label then goes to the label store (``fraud.labels``), from which the nightly
+job trains, with the time it became known. A store that fails does not fail the request:
+the label is already recorded and the answer would only make the client retry; the failure
+is counted (``LabelStoreFailures``) and logged with the whole record, which ``fraud labels
+import`` takes back. Every call appends the stored label again (the store keeps it once),
+so a client that resends the same feedback also repairs a miss.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 
 from fraud.features.online import OnlineFeatures
+from fraud.labels import LabelStore
 from fraud.storage.kv import ConditionFailed, KeyValueStore, Write
 
 from .schemas import Feedback
@@ -30,13 +39,14 @@ class UnknownTransaction(LookupError):
 
 class FeedbackService:
     def __init__(self, store: KeyValueStore, idempotency: KeyValueStore, online: OnlineFeatures,
-                 telemetry: Telemetry, window_days: int, recall_slo: float):
+                 telemetry: Telemetry, window_days: int, recall_slo: float, labels: LabelStore | None = None):
         self.store = store
         self.idempotency = idempotency
         self.online = online
         self.telemetry = telemetry
         self.window_days = window_days
         self.recall_slo = recall_slo
+        self.labels = labels
 
     def record(self, fb: Feedback, now: datetime | None = None) -> tuple[bool, bool]:
         """(recorded, duplicate): a retry of the same label is answered as recorded; another
@@ -56,8 +66,24 @@ class FeedbackService:
                               label_id=fb.transaction_id)
         if first:
             self.telemetry.policy_quality(self.window_stats(now), self.recall_slo)
+        self._to_label_store(fb.transaction_id, entry)
         same = (entry["label"], entry["source"], entry["time"]) == (fb.label, fb.source, fb.time.isoformat())
         return same, not same
+
+    def _to_label_store(self, transaction_id: str, entry: dict) -> None:
+        """Append the recorded label; a failure is counted and logged, never raised."""
+        if self.labels is None:
+            return
+        row = {"transaction_id": transaction_id, "label": int(entry["label"] == "fraud"), "source": entry["source"],
+               "known_at": entry["known_at"]}
+        try:
+            import pandas as pd
+
+            self.labels.append(pd.DataFrame([row]))
+        except Exception:
+            self.telemetry.label_store_failed()
+            log.exception("label not written to the label store %s (re-import it with `fraud labels import`): %s",
+                          self.labels.uri, json.dumps(row))
 
     def _record_once(self, fb: Feedback, scored: dict, now: datetime) -> tuple[dict, bool]:
         """The stored label entry, and whether this call wrote it (with its statistics)."""

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     service_name: str = "fraud-scoring"
     recall_slo: float = Field(0.7, ge=0, le=1)
     feedback_window_days: int = Field(7, gt=0)
+    # where feedback labels go for training (fraud.labels): a directory, or s3://bucket/labels
+    # (the CDK app sets it); "" keeps them out of any store
+    labels_uri: str = ".fraud/labels"
 
     # the feature state's coverage (the watermark `fraud state load` writes): with none, or one
     # older than state_max_age_s, answers follow state_fallback and say so. "review": nothing is

@@ -62,6 +62,10 @@ class Telemetry:
     def review_send_failed(self) -> None:
         self.sink.put({"ReviewSendFailures": (1, "Count")})
 
+    def label_store_failed(self) -> None:
+        """A recorded label that did not reach the label store (training will miss it)."""
+        self.sink.put({"LabelStoreFailures": (1, "Count")})
+
     def outbox_size(self, pending: int) -> None:
         self.sink.put({"OutboxPending": (pending, "Count")})
 

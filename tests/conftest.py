@@ -17,6 +17,8 @@ for path in (ROOT, ROOT / "tests"):
 os.environ.setdefault("MPLBACKEND", "Agg")
 # local secrets (the card-hash key, API-key digests) of every test process: never the checkout's .fraud/
 os.environ.setdefault("FRAUD_SECRETS_DIR", tempfile.mkdtemp(prefix="fraud-secrets-"))
+# the label store feedback writes to (fraud.labels): never the checkout's .fraud/labels
+os.environ.setdefault("FRAUD_LABELS_URI", tempfile.mkdtemp(prefix="fraud-labels-"))
 
 
 @pytest.fixture(scope="session")
