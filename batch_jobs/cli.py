@@ -59,7 +59,8 @@ def cmd_simulate(args) -> int:
     files = TransactionSimulator(n_customers=sim.n_customers, n_terminals=sim.n_terminals, start_date=sim.start_date,
                                  seed=args.seed if args.seed is not None else sim.seed,
                                  label_delay_days=config.data.label_delay_days,
-                                 basic_columns=args.basic or sim.basic_columns).write(args.out, args.days or sim.days)
+                                 basic_columns=args.basic or sim.basic_columns,
+                                 drift_day=sim.drift_day).write(args.out, args.days or sim.days)
     print(f"wrote {len(files)} daily partitions to {args.out}")
     return 0
 

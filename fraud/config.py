@@ -139,6 +139,12 @@ class SplitConfig(_Section):
     test_days: int = Field(21, gt=0)
     gap_days: float | None = None  # default: the label delay
     prequential_folds: int = Field(2, ge=1)
+    # refit the winner on the newest window, past validation (fraud.refit): the served model
+    # is 28 days old instead of 56 with the defaults; calibration and thresholds then come
+    # from the first calibration_days of the test window (default: half of it) and the test
+    # figures and the gate from the rest
+    refit: bool = True
+    calibration_days: int | None = Field(None, gt=0)
 
 
 Range = tuple[float, ...]  # [low, high] of a searched hyper-parameter; one value fixes it
@@ -235,6 +241,9 @@ class SimulationConfig(_Section):
     # only transaction_id, timestamp, card_id, terminal_id, amount, label and label_time: data
     # as most teams have it (the features of the other columns are left out)
     basic_columns: bool = False
+    # a drift scenario: from this day on, card testing moves from tiny amounts at digital-goods
+    # merchants to 8-40 amounts at online marketplaces, three times as often (None: no drift)
+    drift_day: int | None = Field(None, ge=0)
 
 
 class ReportConfig(_Section):

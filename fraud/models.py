@@ -142,7 +142,8 @@ class Candidate:
             history = next(iter(est.evals_result_.values()), {})
         else:
             est.fit(X, y, sample_weight=weight, eval_set=eval_set, verbose=False)
-            history = est.evals_result().get("validation_0", {})
+            # no eval set (fraud.refit fits a fixed number of rounds): no history
+            history = est.evals_result().get("validation_0", {}) if eval_set else {}
         self.estimator_ = est
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.items()}
         self.n_rounds_ = self.best_rounds()

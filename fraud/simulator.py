@@ -14,6 +14,11 @@ Fraud patterns, each recorded in ``fraud_pattern`` on the rows it creates:
 - ``card_testing``: a burst of tiny online amounts within minutes, then a large one;
 - ``night_burst``: several transactions between midnight and 5 am, far from home.
 
+A drift scenario (``drift_day``, off by default): from that day on card testing changes,
+``card_testing_drift``: three times as frequent, with 8-40 amounts at online
+marketplaces (category 5999) in place of tiny ones at digital-goods merchants. A model
+trained before the change has seen none of it: the case for refitting on the newest data.
+
 A little label noise: some frauds are never reported (label 0, pattern kept) and a few
 legitimate rows are reported as fraud (pattern ``label_noise``). Fraud labels arrive
 after a chargeback delay (hours to weeks); legitimate rows are confirmed when the
@@ -110,7 +115,7 @@ class TransactionSimulator:
     def __init__(self, n_customers=5000, n_terminals=2000, start_date="2026-01-01", seed=42,
                  label_delay_days=7.0, compromise_rate=0.3, takeover_rate=3.0,
                  card_testing_rate=1.5, night_burst_rate=2.0, unreported_fraud=0.05,
-                 false_report_rate=2e-4, basic_columns=False):
+                 false_report_rate=2e-4, basic_columns=False, drift_day: int | None = None):
         self.n_customers = n_customers
         self.n_terminals = n_terminals
         self.start = pd.Timestamp(start_date, tz="UTC")
@@ -123,6 +128,7 @@ class TransactionSimulator:
         self.unreported_fraud = unreported_fraud
         self.false_report_rate = false_report_rate
         self.basic_columns = basic_columns
+        self.drift_day = drift_day
         self.rng = np.random.default_rng(seed)
         self.pop = make_population(n_customers, n_terminals, self.rng)
         self._compromised: dict[int, int] = {}  # terminal -> last compromised day
@@ -179,15 +185,16 @@ class TransactionSimulator:
                 term = self._far_terminal(cust) if rng.random() < 0.5 else self._online_terminal()
                 rows.append((cust, int(t), term, pop.mean_amount[cust] * rng.uniform(3, 8),
                              "account_takeover"))
-        for cust in rng.integers(0, self.n_customers, rng.poisson(self.card_testing_rate)):
+        drifted = self.drift_day is not None and day >= self.drift_day
+        testing, category, low, high = (("card_testing_drift", "5999", 8.0, 40.0) if drifted else
+                                        ("card_testing", "5816", 0.5, 3.0))
+        for cust in rng.integers(0, self.n_customers, rng.poisson(self.card_testing_rate * (3 if drifted else 1))):
             t0 = (day + rng.uniform(0, 1)) * DAY
-            term = self._online_terminal("5816")
+            term = self._online_terminal(category)
             for k in range(rng.integers(3, 11)):
-                rows.append((cust, int(t0 + k * rng.uniform(10, 90)), term, rng.uniform(0.5, 3.0),
-                             "card_testing"))
+                rows.append((cust, int(t0 + k * rng.uniform(10, 90)), term, rng.uniform(low, high), testing))
             big = max(200.0, pop.mean_amount[cust] * rng.uniform(5, 10))
-            rows.append((cust, int(t0 + rng.uniform(1, 6) * 3600), self._online_terminal("5732e"), big,
-                         "card_testing"))
+            rows.append((cust, int(t0 + rng.uniform(1, 6) * 3600), self._online_terminal("5732e"), big, testing))
         for cust in rng.integers(0, self.n_customers, rng.poisson(self.night_burst_rate)):
             t0 = (day + rng.uniform(0, 4 / 24)) * DAY
             term = self._far_terminal(cust)

@@ -10,7 +10,9 @@ Steps: time-ordered windows (``splits``); for each candidate a hyper-parameter s
 the validation folds (``search``); the winner is picked on validation average precision,
 ties broken by recall within the review capacity; its scores are calibrated on
 validation; thresholds are chosen on calibrated validation scores (``policy``); the test
-window is only reported, for every candidate side by side.
+window is only reported, for every candidate side by side. With ``[split] refit`` (the
+default) the winner is fitted again on the newest window (``refit``): calibration and
+thresholds then come from the first part of the test window, the test figures from the rest.
 
 Figures, search and selection count the transactions of cards with no fraud label known
 at that moment (``evaluation``: those cards are blocked in production); the unfiltered
@@ -37,6 +39,7 @@ from .policy import choose_thresholds, outcome
 from .progress import progress_bar
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
 from .search import FoldData, SearchResult, local_fit, run_search
+from .refit import check_plan, plan_refit, refit
 from .splits import TimeSplit, check_classes, labels_known_at, make_split
 from .uncertainty import day_bootstrap
 
@@ -146,6 +149,9 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     started = time.perf_counter()
     split = split or make_split(data.timestamp, config.split, pd.Timedelta(config.data.label_delay))
     check_classes(split, data.timestamp, data.label, data.label_time)  # InsufficientDataError
+    plan = plan_refit(split, config.split) if config.split.refit else None
+    if plan is not None:
+        check_plan(plan, data.timestamp, data.label)
     cfg = config.search
     counted = ~evaluation.known_fraud_card(data.timestamp, data.card_id, data.label, data.label_time)
     folds = _fold_data(data, split, cfg.negative_sample_rate, cfg.seed, counted)
@@ -157,12 +163,24 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         log.info("%s: best validation AP %.4f with %s (%d trials)", kind, res.best.score, res.best.params,
                  len(res.trials))
 
-    val_mask, test_mask = split.folds[0].validation.mask(data.timestamp), split.test.mask(data.timestamp)
+    val_mask = split.folds[0].validation.mask(data.timestamp)
+    test_mask = (plan.judged if plan is not None else split.test).mask(data.timestamp)
     val, val_counted = data.rows(val_mask), data.rows(val_mask & counted)
     test_all, test = data.rows(test_mask), data.rows(test_mask & counted)
     capacity = config.policy.review_capacity_per_day
     winner, choice = _choose_winner(results, val_counted, capacity)
-    model = results[winner].model
+    model, trained_on, label_cutoff, refit_info = (results[winner].model, split.folds[0].train,
+                                                   split.folds[0].label_cutoff, None)
+    if plan is not None:
+        model, refit_info = refit(results[winner], int(folds[0].y_train.size), data, plan, cfg)
+        trained_on, label_cutoff = plan.train, plan.label_cutoff
+        # calibration and thresholds on rows the refit did not see (the test window's first part)
+        val = data.rows(plan.calibration.mask(data.timestamp))
+    served = {"kind": winner, "refitted": plan is not None, "train": trained_on.to_dict(),
+              "label_cutoff": label_cutoff.isoformat(), "as_of": split.as_of.isoformat(),
+              "age_days": (split.as_of - label_cutoff) / pd.Timedelta(days=1),
+              "calibrated_on": (plan.calibration if plan is not None else split.folds[0].validation).to_dict(),
+              "refit": refit_info}
 
     raw_val = model.predict_proba(val.features)
     raw_test, raw_test_all = model.predict_proba(test.features), model.predict_proba(test_all.features)
@@ -190,8 +208,12 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         plots["pr_curves"][kind] = metrics.pr_curve(probs, test.label)
         plots["histories"][kind] = res.model.history_
     gamma, alpha = model.focal if winner in FOCAL_KINDS else (0.0, None)
+    split_dict = split.to_dict()
+    if plan is not None:   # the test figures, the comparison and the gate count the judged part
+        split_dict.update(test=plan.judged.to_dict(), test_full=split.test.to_dict(), refit=plan.to_dict())
     summary = {
-        "split": split.to_dict(),
+        "split": split_dict,
+        "served_model": served,
         "rows": {"train_fold0": int(folds[0].y_train.size), "validation": int(len(val_counted.label)),
                  "test": int(len(test.label)), "validation_frauds": int(val_counted.label.sum()),
                  "test_frauds": int(test.label.sum())},
@@ -206,7 +228,9 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         "winner": {"kind": winner, "params": results[winner].best.params, "rounds": model.n_rounds_,
                    "gamma": gamma, "alpha": alpha},
         "calibration": {"method": cfg.calibration,
-                        "validation": metrics.calibration_figures(raw_val, cal_val, val.label),
+                        # the rows calibration was fitted on: fold 0's validation, or the refit's calibration window
+                        ("calibration window" if plan is not None else "validation"):
+                            metrics.calibration_figures(raw_val, cal_val, val.label),
                         "test": metrics.calibration_figures(raw_test, cal_test, test.label)},
         "policy": policy_report,
         "test": {**metrics.ranking(cal_test, test.label), "policy": test_outcome.to_dict(),
@@ -238,7 +262,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     )
     bundle = ModelBundle(model, calibrator, thresholds, spec,
                          metadata={"winner": winner, "gamma": gamma, "alpha": alpha,
-                                   "trained_on": split.folds[0].train.to_dict(), "as_of": split.as_of.isoformat(),
+                                   "trained_on": trained_on.to_dict(), "label_cutoff": label_cutoff.isoformat(),
+                                   "age_days": served["age_days"], "as_of": split.as_of.isoformat(),
                                    "currency": config.data.currency, "amount_range": _amount_range(data.amount),
                                    # the share of transactions the thresholds send to review (test window):
                                    # the API's review-volume alarm compares live traffic with it

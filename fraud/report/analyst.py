@@ -51,11 +51,24 @@ def _served(r: RunView) -> str:
             f"published but <b>not promoted</b>: {esc(r.gate.get('reason', ''))}.</p>")
 
 
+def model_age(s: dict) -> str:
+    """How old this run's model is: its training window, the labels it knew and their age at
+    as_of (a model knows nothing of the fraud reported after its label cutoff)."""
+    m = s.get("served_model")
+    if not m:
+        return ""
+    how = ("refitted on the newest window once chosen" if m.get("refitted") else
+           "the model of the search's newest fold")
+    return (f"<p class='age'>This run's model learned from the transactions of "
+            f"<b>{fmt.date_range(m['train']['start'], m['train']['end'])}</b> with the fraud labels known by "
+            f"{fmt.date(m['label_cutoff'])}: <b>{m['age_days']:g} days old</b> on {fmt.date(m['as_of'])} ({how}).</p>")
+
+
 def decision(r: RunView) -> str:
     s = r.s
     parts = [f"<h1>Fraud model report</h1><p class='sub'>Nightly run {esc(s.get('run_id', ''))} on data up to "
              f"{fmt.date(s['split']['as_of'])}. Figures are measured on the {term('test-window', 'test window')}, "
-             f"{esc(r.window)}.</p>", "<section class='decision' id='decision'>", _served(r)]
+             f"{esc(r.window)}.</p>", "<section class='decision' id='decision'>", _served(r), model_age(s)]
     if r.served_outcomes:
         o = r.served_outcomes["total"]
         share = fmt.pct(o["caught_amount"] / o["fraud_amount"]) if o["fraud_amount"] else fmt.DASH

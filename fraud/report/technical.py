@@ -119,6 +119,15 @@ def parameters(r: RunView) -> str:
     for i, fold in enumerate(split["folds"]):
         train, validation = (fmt.date_range(fold[w]["start"], fold[w]["end"]) for w in ("train", "validation"))
         items.append((f"Fold {i + 1}: training / validation", esc(f"{train} / {validation}")))
+    served = s.get("served_model")
+    if served:
+        items += [("Served model: training window / labels known by",
+                   esc(f"{fmt.date_range(served['train']['start'], served['train']['end'])} / "
+                       f"{fmt.date(served['label_cutoff'])}")),
+                  ("Served model: age at as_of", f"{served['age_days']:g} days"
+                   + (" (refitted)" if served.get("refitted") else " (fold 1's model)")),
+                  ("Served model: calibration and thresholds on",
+                   esc(fmt.date_range(served["calibrated_on"]["start"], served["calibrated_on"]["end"])))]
     items += [("Review capacity a day", fmt.count(pol["review_capacity_per_day"])),
               ("Review cost", r.money(pol["review_cost"], True)),
               ("False-decline cost", r.money(pol["false_decline_cost"], True)),

@@ -71,7 +71,9 @@ def test_training_reports_filtered_figures_and_the_unfiltered_beside(small_train
     fold = summary["split"]["folds"][0]["validation"]
     ts = small_transactions["timestamp"]
     val = ((ts >= pd.Timestamp(fold["start"])) & (ts < pd.Timestamp(fold["end"]))).to_numpy() & ~known
-    searched = metrics.ranking(bundle.model.predict_proba(features[val]), labels[val])["average_precision"]
+    # the fold's model (the served one is refitted past validation: fraud.refit)
+    fold_model = small_training.searches[winner].model
+    searched = metrics.ranking(fold_model.predict_proba(features[val]), labels[val])["average_precision"]
     assert summary["choice"]["validation"][winner]["validation_average_precision"] == pytest.approx(searched, abs=1e-9)
     assert summary["candidates"][winner]["test_average_precision_unfiltered"] != pytest.approx(
         summary["candidates"][winner]["test_average_precision"], abs=1e-6)

@@ -141,6 +141,19 @@ def test_the_page_opens_with_the_served_version_since_when_and_the_policy_in_a_s
     assert decision.index("Served:") < decision.index("A score of")
 
 
+def test_the_served_models_training_window_and_age_are_stated_for_analyst_and_data_scientist(night):
+    served = night.training.summary["served_model"]
+    window = fmt.date_range(served["train"]["start"], served["train"]["end"])   # the refit's, not fold 1's
+    assert window != fmt.date_range(*night.summary["split"]["folds"][0]["train"].values())
+    decision = text(section(night.html, "decision"))
+    assert (f"This run's model learned from the transactions of {window} with the fraud labels known by "
+            f"{fmt.date(served['label_cutoff'])}: {served['age_days']:g} days old on "
+            f"{fmt.date(night.summary['split']['as_of'])} (refitted") in decision
+    params = text(section(night.html, "parameters"))
+    assert f"Served model: training window / labels known by{window} / {fmt.date(served['label_cutoff'])}" in params
+    assert f"Served model: age at as_of{served['age_days']:g} days (refitted)" in params
+
+
 def _test_window(night) -> pd.DataFrame:
     split = night.summary["split"]["test"]
     tx = night.transactions
