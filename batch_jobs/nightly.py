@@ -32,7 +32,7 @@ from fraud.evaluation import known_fraud_card
 from fraud.ablation import ablation
 from fraud.features.available import spec_for_data
 from fraud.features.batch import build_features
-from fraud.labels import with_stored_labels
+from fraud.labels.merge import with_stored_labels
 from fraud.io import load_transactions
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes

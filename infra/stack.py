@@ -59,6 +59,7 @@ SERVICE = "fraud-scoring"
 REGISTRY_PREFIX = "registry"
 DATA_PREFIX = "transactions"
 RUNS_PREFIX = "runs"
+LABELS_PREFIX = "labels"  # the label store (fraud.labels): feedback writes, training reads
 # S3 server access logs of the data bucket (who read or wrote which object): kept over a year
 # (PCI DSS 10.7: audit trail history for at least 12 months)
 ACCESS_LOG_RETENTION_DAYS = 400
@@ -207,6 +208,7 @@ class FraudScoringStack(cdk.Stack):
                "POWERTOOLS_SERVICE_NAME": SERVICE,
                "FRAUD_API_KEY_SECRET_ARN": self.api_keys_secret.secret_arn,
                "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn,
+               "FRAUD_LABELS_URI": f"s3://{self.bucket.bucket_name}/{LABELS_PREFIX}",
                **{f"FRAUD_{name.upper()}_TABLE": table.table_name for name, table in self.tables.items()}}
         log_group = logs.LogGroup(self, "ScoringLogs", retention=_retention(c.log_retention_days),
                                   removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -231,6 +233,8 @@ class FraudScoringStack(cdk.Stack):
                     targets=[event_targets.LambdaFunction(outbox)])
         self._grant_runtime(scoring.role, SCORING_TABLE_ACTIONS, [self.api_keys_secret, self.hash_key_secret])
         self._grant_runtime(outbox.role, DRAIN_TABLE_ACTIONS, [self.hash_key_secret])
+        scoring.role.add_to_principal_policy(iam.PolicyStatement(  # /v1/feedback appends to the label store
+            sid="WriteLabels", actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{LABELS_PREFIX}/*")]))
         # the HTTP API invokes this alias, so provisioned concurrency (prod) serves the traffic
         self.scoring_alias = lambda_.Alias(
             self, "LiveAlias", alias_name="live", version=scoring.current_version,
@@ -298,6 +302,7 @@ class FraudScoringStack(cdk.Stack):
         return {"FRAUD_REGISTRY_URI": f"s3://{self.bucket.bucket_name}/{REGISTRY_PREFIX}",
                 "FRAUD_DATA_URI": f"s3://{self.bucket.bucket_name}/{DATA_PREFIX}",
                 "FRAUD_RUNS_URI": f"s3://{self.bucket.bucket_name}/{RUNS_PREFIX}",
+                "FRAUD_LABELS_URI": f"s3://{self.bucket.bucket_name}/{LABELS_PREFIX}",
                 "FRAUD_TRAINING_METRICS": "emf", "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 # signs the registry's manifests (the API verifies them with the same key)
                 "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn}
@@ -308,6 +313,8 @@ class FraudScoringStack(cdk.Stack):
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadTransactions", actions=["s3:GetObject"],
             resources=[self.bucket.arn_for_objects(f"{DATA_PREFIX}/*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadLabels", actions=["s3:GetObject"], resources=[self.bucket.arn_for_objects(f"{LABELS_PREFIX}/*")]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadWriteRegistry", actions=["s3:GetObject", "s3:PutObject"],
             resources=[self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*")]))
@@ -574,7 +581,8 @@ class FraudScoringStack(cdk.Stack):
                 "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
                 "permissions, so '*' is the only resource they can be granted on.")
             object_prefixes(function.role, REGISTRY_PREFIX)
-        object_prefixes(self.training_task.task_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX)
+        object_prefixes(self.scoring_fn.role, LABELS_PREFIX)
+        object_prefixes(self.training_task.task_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX)
         ecr_token = ("ecr:GetAuthorizationToken supports no resource-level permissions (the registry token is "
                      "account-wide); the image pulls themselves are limited to the CDK container-assets repository.")
         ack(policy(self.training_task.execution_role), "IAM5[Resource::*]", ecr_token)
@@ -595,7 +603,7 @@ class FraudScoringStack(cdk.Stack):
                 "GET /v1/health is open on purpose for uptime probes; it returns only the status, the serving "
                 "model version and the outbox backlog count, no transaction, card or customer data.")
         if self.gpu_queue is not None:
-            object_prefixes(self.gpu_job_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX)
+            object_prefixes(self.gpu_job_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX)
             ack(policy(self.gpu_container.execution_role), "IAM5[Resource::*]", ecr_token)
             ack(resource(self.gpu_compute_environment.node.find_child("InstanceProfileRole")),
                 "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",

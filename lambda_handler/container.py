@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fraud.config import load_config
 from fraud.features.online import STATE_WATERMARK_KEY, OnlineFeatures
-from fraud.labels import open_label_store
+from fraud.labels.store import open_label_store
 from fraud.registry import ModelRegistry
 from fraud.storage.kv import DynamoDBKeyValueStore, InMemoryKeyValueStore, KeyValueStore
 from fraud.storage.metrics import EMFMetricsSink, InMemoryMetricsSink, MetricsSink, NullMetricsSink

@@ -22,7 +22,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from fraud.features.online import OnlineFeatures
-from fraud.labels import LabelStore
+from fraud.labels.store import LabelStore
 from fraud.storage.kv import ConditionFailed, KeyValueStore, Write
 
 from .schemas import Feedback
@@ -77,9 +77,7 @@ class FeedbackService:
         row = {"transaction_id": transaction_id, "label": int(entry["label"] == "fraud"), "source": entry["source"],
                "known_at": entry["known_at"]}
         try:
-            import pandas as pd
-
-            self.labels.append(pd.DataFrame([row]))
+            self.labels.append([row])
         except Exception:
             self.telemetry.label_store_failed()
             log.exception("label not written to the label store %s (re-import it with `fraud labels import`): %s",

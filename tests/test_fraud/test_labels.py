@@ -10,7 +10,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from fraud.labels import merge_labels, open_label_store, with_stored_labels
+from fraud.labels import open_label_store
+from fraud.labels.merge import merge_labels, with_stored_labels
 from fraud.labels.importer import parse_label_file
 from fraud.validation import InputError
 
@@ -38,7 +39,7 @@ def test_round_trip_idempotence_and_reading_what_was_known_by_a_time(tmp_path):
     # strictly before the time: the label known at 09:00 is not known at 09:00 yet
     assert list(store.read(T("2026-03-02T09:00Z"))["transaction_id"]) == ["a"]
     assert list(store.read(T("2026-03-02T09:00:01Z"))["transaction_id"]) == ["a", "b"]
-    days = sorted(p.parent.name for p in (tmp_path / "labels").rglob("*.parquet"))
+    days = sorted(p.parent.name for p in (tmp_path / "labels").rglob("*.jsonl"))
     # a file per day and batch, named by its rows: the retry rewrote its file
     assert days == ["known_date=2026-03-01", "known_date=2026-03-02", "known_date=2026-03-02",
                     "known_date=2026-03-03"]
@@ -158,3 +159,19 @@ def test_s3_adapter_against_moto(moto_server):
     assert len(keys) == 2 and all(k.startswith("labels/known_date=2026-03-0") for k in keys)
     assert store.read()[["transaction_id", "label"]].values.tolist() == [["a", 1], ["b", 0]]
     assert store.read(T("2026-03-02T00:00Z"))["transaction_id"].tolist() == ["a"]
+
+
+def test_the_feedback_path_appends_without_pandas(tmp_path):
+    """The serving image has neither pandas nor pyarrow: the API's side of the store must
+    not need them."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["pandas"] = sys.modules["pyarrow"] = None  # any import of them fails
+        import lambda_handler.feedback
+        from fraud.labels.store import open_label_store
+        open_label_store({str(tmp_path)!r}).append([{{"transaction_id": "T1", "label": 1, "source": "chargeback",
+                                                     "known_at": "2026-03-01T10:00:00+00:00"}}])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert open_label_store(tmp_path).read()["transaction_id"].tolist() == ["T1"]

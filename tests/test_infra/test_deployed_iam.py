@@ -6,7 +6,8 @@ principal against moto's server with IAM enforcement on.
     fraud state load (the one-off task)        as the state-load task role
     fraud state catch-up (the nightly task)    the same role, after a day reached the lake only
     scoring API under uvicorn                  as the scoring function role
-      API key made by `fraud api-key create`, score, replay, batch, lists, feedback,
+      API key made by `fraud api-key create`, score, replay, batch, lists, feedback (into
+      the label store the nightly job reads, after an operator's `fraud labels import`),
       review messages, champion reload
     outbox drain handler                       as the drain function role
 
@@ -275,9 +276,18 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         work = tmp_path / "work"
         work.mkdir()
 
+        # an operator imports labels for a batch-scored day into the label store the job reads
+        operator = {**os.environ, **moto.admin, "AWS_ENDPOINT_URL": moto.endpoint,
+                    "AWS_DEFAULT_REGION": iam.REGION, "PYTHONPATH": str(ROOT)}
+        (work / "labels.csv").write_text("transaction_id,label,source,known_at\n"
+                                         "T0001000000,fraud,bank,2026-01-10T00:00:00Z\n")
+        _run(["-m", "batch_jobs.cli", "labels", "import", "labels.csv", "--store", f"s3://{BUCKET}/labels"],
+             operator, 120, work)
+
         # -- the first night, as the training task: empty registry, data on S3 -------------
         training = principals["training"]
         assert training.env["FRAUD_DATA_URI"] == f"s3://{BUCKET}/transactions"
+        assert training.env["FRAUD_LABELS_URI"] == f"s3://{BUCKET}/labels"
         (work / "small.toml").write_text(SMALL)
         log = tmp_path / "training-calls.jsonl"
         _run(["-m", "batch_jobs.cli", "--config", "small.toml", "train", "--no-progress"],
@@ -291,8 +301,6 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         # an operator makes an API key (into the stack's secret) and serves a review-everything model
         scoring = principals["scoring"]
         api_keys_arn = scoring.env["FRAUD_API_KEY_SECRET_ARN"]
-        operator = {**os.environ, **moto.admin, "AWS_ENDPOINT_URL": moto.endpoint,
-                    "AWS_DEFAULT_REGION": iam.REGION, "PYTHONPATH": str(ROOT)}
         made = _run(["-m", "batch_jobs.cli", "api-key", "create", "--secret-arn", api_keys_arn], operator, 60, work)
         api_key = made.stdout.split("x-api-key:")[1].split()[0]
         stored = json.loads(moto.client("secretsmanager").get_secret_value(SecretId=api_keys_arn)["SecretString"])
@@ -357,6 +365,8 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
             feedback = api.post("/v1/feedback", json={"transaction_id": "iam-0", "label": "fraud",
                                                       "source": "chargeback", "time": "2026-02-20T00:00:00Z"})
             assert feedback.json()["recorded"], feedback.text
+            stored = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="labels/")["Contents"]]
+            assert len(stored) == 2  # the import's, and this label in its known day's partition
             assert api.get("/v1/health").json()["outbox_pending"] == 0
             registry.rollback(nightly_version, "back to the nightly model")
             _wait_for(lambda: api.get("/v1/model").json()["version"] == nightly_version, 20, "the champion reload")

@@ -82,7 +82,9 @@ def test_scoring_lambda_container_memory_tracing_env(dev):
             "FRAUD_REGISTRY_URI": {"Fn::Join": ["", ["s3://", {"Ref": Match.string_like_regexp("DataBucket")},
                                                      "/registry"]]},
             "FRAUD_REVIEW_QUEUE_URL": {"Ref": Match.string_like_regexp("ReviewQueue")},
-            "FRAUD_FEATURES_TABLE": {"Ref": Match.string_like_regexp("FeaturesTable")}})}})
+            "FRAUD_FEATURES_TABLE": {"Ref": Match.string_like_regexp("FeaturesTable")},
+            "FRAUD_LABELS_URI": {"Fn::Join": ["", ["s3://", {"Ref": Match.string_like_regexp("DataBucket")},
+                                                   "/labels"]]}})}})
     dev.has_resource_properties("AWS::Lambda::Function", {
         "FunctionName": "fraud-dev-outbox-drain", "ImageConfig": {"Command": ["lambda_handler.outbox.handler"]}})
     dev.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(1 minute)"})
@@ -213,7 +215,11 @@ def test_iam_is_least_privilege_on_data_resources(dev):
     roles = dev.find_resources("AWS::IAM::Policy")
     scoring = next(p for name, p in roles.items() if name.startswith("ScoringFunctionServiceRole"))
     text = json.dumps(scoring)
-    assert "registry/*" in text and "transactions/*" not in text and "s3:PutObject" not in text
+    assert "registry/*" in text and "transactions/*" not in text
+    puts = [s for s in scoring["Properties"]["PolicyDocument"]["Statement"] if "s3:PutObject" in s["Action"]]
+    # /v1/feedback appends to the label store: PutObject on labels/* alone
+    assert len(puts) == 1 and puts[0]["Action"] == "s3:PutObject" and puts[0]["Resource"]["Fn::Join"][1][-1] == \
+        "/labels/*"
     assert "sqs:SendMessage" in text
     scans = [s for s in scoring["Properties"]["PolicyDocument"]["Statement"] if "dynamodb:Scan" in s["Action"]]
     assert len(scans) == 1 and "ListsTable" in json.dumps(scans[0]["Resource"])  # GET /v1/lists, one table
@@ -223,6 +229,9 @@ def test_iam_is_least_privilege_on_data_resources(dev):
     training = next(p for name, p in roles.items() if name.startswith("TrainingTaskTaskRole"))
     text = json.dumps(training)
     assert "transactions/*" in text and "runs/*" in text and "dynamodb" not in text
+    labels = [s for s in training["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ReadLabels"]
+    assert len(labels) == 1 and labels[0]["Action"] == "s3:GetObject"  # reads the label store, never writes it
+    assert labels[0]["Resource"]["Fn::Join"][1][-1] == "/labels/*"
 
 
 def test_prod_stage_names_retention_and_provisioned_concurrency(tmp_path):
