@@ -27,6 +27,7 @@ its gamma moves over the rounds as it did in the search.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,7 @@ def refit_rows(data, plan: RefitPlan, cfg: SearchConfig):
 def refit(best: SearchResult, fold0_rows: int, data, plan: RefitPlan, cfg: SearchConfig) -> tuple[Candidate, dict]:
     """The winner's kind and parameters fitted on ``refit_rows``. Returns the model and what
     the summary says of it. ``data``: ``fraud.training.LabelledFeatures``."""
+    started = time.perf_counter()
     rows, y, weight = refit_rows(data, plan, cfg)
     fold0_rounds = best.model.n_rounds_
     rounds = int(np.clip(round(fold0_rounds * y.size / max(fold0_rows, 1)), 1, cfg.max_rounds))
@@ -107,6 +109,6 @@ def refit(best: SearchResult, fold0_rows: int, data, plan: RefitPlan, cfg: Searc
     cand.n_rounds_ = rounds
     info = {"train": plan.train.to_dict(), "label_cutoff": plan.label_cutoff.isoformat(),
             "rows": int(y.size), "frauds_known": int(y.sum()), "fold0_rows": int(fold0_rows),
-            "fold0_rounds": int(fold0_rounds), "rounds": rounds,
+            "fold0_rounds": int(fold0_rounds), "rounds": rounds, "seconds": time.perf_counter() - started,
             "rounds_rule": "fold 0's early-stopped rounds x refit rows / fold 0 rows, within 1..max_rounds"}
     return cand, info

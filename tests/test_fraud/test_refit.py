@@ -148,3 +148,18 @@ def test_the_drift_scenario_changes_card_testing_from_drift_day_on():
     assert (small["merchant_category"] == "5999").all()
     per_day_old = (old["fraud_pattern"] == "card_testing").sum() / 3
     assert len(tests) / 2 > 1.5 * per_day_old   # three times as frequent
+
+
+def test_refit_off_serves_the_folds_model_calibrated_on_validation(small_transactions, small_features, small_config):
+    from fraud.training import train
+
+    spec, features = small_features
+    config = small_config.model_copy(update={"split": small_config.split.model_copy(update={"refit": False})})
+    result = train(LabelledFeatures.from_transactions(small_transactions, features), config, spec, progress=False)
+    s, fold = result.summary, result.summary["split"]["folds"][0]
+    assert result.bundle.model is result.searches[s["winner"]["kind"]].model
+    assert s["served_model"]["refitted"] is False and s["served_model"]["refit"] is None
+    assert s["served_model"]["train"] == fold["train"] and s["served_model"]["calibrated_on"] == fold["validation"]
+    assert s["served_model"]["age_days"] == (pd.Timestamp(s["split"]["as_of"])
+                                             - pd.Timestamp(fold["validation"]["start"])) / DAY
+    assert "refit" not in s["split"] and "validation" in s["calibration"]
