@@ -166,6 +166,7 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     val_mask = split.folds[0].validation.mask(data.timestamp)
     test_mask = (plan.judged if plan is not None else split.test).mask(data.timestamp)
     val, val_counted = data.rows(val_mask), data.rows(val_mask & counted)
+    val_left_out = (int(len(val.label) - len(val_counted.label)), int(val.label.sum() - val_counted.label.sum()))
     test_all, test = data.rows(test_mask), data.rows(test_mask & counted)
     capacity = config.policy.review_capacity_per_day
     winner, choice = _choose_winner(results, val_counted, capacity)
@@ -219,8 +220,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
                  "test_frauds": int(test.label.sum())},
         "evaluation": {
             "counted": "transactions of cards with no fraud label known at that moment (known ones are blocked)",
-            "validation_rows_left_out": int(len(val.label) - len(val_counted.label)),
-            "validation_frauds_left_out": int(val.label.sum() - val_counted.label.sum()),
+            # fold 0's validation window (``val`` becomes the calibration window with the refit)
+            "validation_rows_left_out": val_left_out[0], "validation_frauds_left_out": val_left_out[1],
             "test_rows_left_out": int(len(test_all.label) - len(test.label)),
             "test_frauds_left_out": int(test_all.label.sum() - test.label.sum())},
         "choice": choice,

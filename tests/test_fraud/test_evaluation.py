@@ -96,3 +96,14 @@ def test_the_gate_counts_as_the_team_does(small_training, small_transactions, sm
     assert scores["average_precision_unfiltered"] == pytest.approx(
         metrics.ranking(all_probs, labels[test])["average_precision"], abs=1e-12)
     assert np.isfinite(scores["recall_at_capacity"])
+
+
+def test_the_left_out_counts_are_those_of_the_validation_and_test_windows(small_training, small_transactions,
+                                                                          windows):
+    test, known = windows
+    fold = small_training.summary["split"]["folds"][0]["validation"]
+    ts = small_transactions["timestamp"]
+    val = ((ts >= pd.Timestamp(fold["start"])) & (ts < pd.Timestamp(fold["end"]))).to_numpy()
+    left = small_training.summary["evaluation"]
+    assert left["validation_rows_left_out"] == int((val & known).sum()) > 0
+    assert left["validation_frauds_left_out"] == int(small_transactions["label"].to_numpy()[val & known].sum())
