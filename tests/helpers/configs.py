@@ -1,12 +1,15 @@
 """Config files the end-to-end tests write."""
 
-SMALL = """
+# windows sized for the 45-day small simulation
+SMALL_SPLIT = """
 [split]
 train_days = 14
 validation_days = 5
 test_days = 5
 prequential_folds = 1
-[search]
+"""
+
+SMALL = SMALL_SPLIT + """[search]
 time_budget_s = 600  # the trials bind, not the machine's load
 max_trials = 4
 max_rounds = 120

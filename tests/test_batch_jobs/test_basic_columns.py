@@ -11,16 +11,12 @@ import pytest
 
 from batch_jobs.cli import main
 from fraud.simulator import BASIC_COLUMNS, TransactionSimulator
+from helpers.configs import SMALL_SPLIT
 
 FAST = """
 [features]
 compromise_windows = [604800, 2592000]  # off by default; the ablation table shows their family
-[split]
-train_days = 14
-validation_days = 5
-test_days = 5
-prequential_folds = 1
-[search]
+""" + SMALL_SPLIT + """[search]
 time_budget_s = 20
 max_trials = 1
 max_rounds = 60
