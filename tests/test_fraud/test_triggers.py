@@ -1,0 +1,106 @@
+"""Retrain triggers: each reason fires on its condition and only then; the cooldown and the
+minimum of new labels suppress (the schedule is never held back); every decision is logged
+with its numbers, locally and on S3."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from fraud.monitoring.triggers import RetrainPolicy, TriggerDecision, conditions, decide, open_trigger_log
+
+NOW = datetime(2026, 7, 1, 3, 0, tzinfo=timezone.utc)
+POLICY = RetrainPolicy(cooldown_hours=12, min_new_labels=50, schedule_hours=None)
+
+
+def health(recall=0.8, psi=None, important=("amount", "card_tx_1d"), labelled=500):
+    return SimpleNamespace(recall=recall, recall_slo=0.7, psi=psi or {"amount": 0.05, "card_tx_1d": 0.1, "hour": 0.9},
+                           psi_threshold=0.2, important_features=list(important), labelled_rows=labelled,
+                           scored_rows=3000)
+
+
+@pytest.mark.parametrize("h, expected", [
+    (health(), []),
+    (health(recall=0.69), ["recall"]),
+    (health(recall=0.70), []),                               # at the SLO is not below it
+    (health(recall=None), []),                               # no verdict (too few labels): no reason
+    (health(psi={"amount": 0.21, "card_tx_1d": 0.1}), ["psi"]),
+    (health(psi={"amount": 0.20, "card_tx_1d": 0.1}), []),   # at the threshold is not above it
+    (health(psi={"amount": float("nan"), "card_tx_1d": 0.1}), []),
+    (health(psi={"amount": 0.05, "card_tx_1d": 0.1, "hour": 0.9}), []),  # drift on an unimportant feature
+    (health(recall=0.5, psi={"amount": 0.3, "card_tx_1d": 0.1}), ["recall", "psi"]),
+])
+def test_each_reason_holds_on_its_condition_and_only_then(h, expected):
+    reasons, figures = conditions(h, POLICY, None, NOW)
+    assert reasons == expected
+    assert figures["recall"] == h.recall and figures["recall_slo"] == 0.7
+    if "psi" in expected:
+        assert figures["psi_above"] == {"amount": h.psi["amount"]}
+
+
+def test_the_schedule_reason_is_due_after_schedule_hours_since_the_last_start():
+    policy = RetrainPolicy(12, 50, schedule_hours=24)
+    assert conditions(health(), policy, NOW - timedelta(hours=23.9), NOW)[0] == []
+    reasons, figures = conditions(health(), policy, NOW - timedelta(hours=24), NOW)
+    assert reasons == ["schedule"] and figures["hours_since_last_start"] == pytest.approx(24)
+    assert conditions(health(), policy, None, NOW)[0] == ["schedule"]   # never trained: due
+    assert conditions(health(), POLICY, None, NOW)[0] == []             # off by default
+
+
+def test_fired_when_out_of_cooldown_with_enough_new_labels():
+    d = decide(["recall"], {"recall": 0.6}, "monitor", NOW - timedelta(hours=12), 50, POLICY, NOW)
+    assert (d.outcome, d.fired, d.suppressed_by, d.reasons) == ("fired", True, None, ("recall",))
+    assert d.figures["recall"] == 0.6 and d.figures["new_labels"] == 50
+
+
+def test_cooldown_suppresses_and_says_how_long_ago():
+    d = decide(["psi"], {}, "monitor", NOW - timedelta(hours=11.5), 1000, POLICY, NOW)
+    assert (d.outcome, d.fired, d.suppressed_by) == ("suppressed", False, "cooldown")
+    assert "11.5 h ago" in d.message and d.figures["last_start"] == (NOW - timedelta(hours=11.5)).isoformat()
+
+
+def test_too_few_new_labels_suppresses():
+    d = decide(["recall"], {}, "alarm:RecallBelowSLO", None, 49, POLICY, NOW)
+    assert (d.outcome, d.suppressed_by, d.figures["new_labels"]) == ("suppressed", "min_labels", 49)
+
+
+def test_the_schedule_is_never_held_back_and_nothing_is_quiet():
+    assert decide(["schedule"], {}, "schedule", NOW - timedelta(hours=1), 0, POLICY, NOW).fired
+    quiet = decide([], {}, "monitor", None, 1000, POLICY, NOW)
+    assert (quiet.outcome, quiet.fired) == ("quiet", False)
+
+
+@pytest.fixture(params=["local", "s3"])
+def trigger_log(request, tmp_path, aws_env):
+    if request.param == "local":
+        yield open_trigger_log(str(tmp_path / "triggers"))
+        return
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="data")
+        yield open_trigger_log("s3://data/triggers")
+
+
+def test_every_decision_is_logged_and_the_cooldown_counts_from_the_last_fired_one(trigger_log):
+    assert trigger_log.last_start() is None and trigger_log.read() == []
+    day1 = decide(["recall"], {"recall": 0.6}, "monitor", None, 60, POLICY, NOW - timedelta(days=2))
+    day2 = decide(["psi"], {"psi_above": {"amount": 0.3}}, "monitor", NOW - timedelta(days=2), 10, POLICY,
+                  NOW - timedelta(days=1))
+    today = decide([], {}, "monitor", NOW - timedelta(days=2), 10, POLICY, NOW)
+    for d in (today, day1, day2, day1):  # out of order, and one twice
+        trigger_log.append(d)
+    assert [(d.outcome, d.suppressed_by) for d in trigger_log.read()] == [
+        ("fired", None), ("suppressed", "min_labels"), ("quiet", None)]
+    assert trigger_log.read()[1] == day2   # the numbers round-trip
+    assert trigger_log.last_start() == NOW - timedelta(days=2)
+    trigger_log.append(decide(["recall"], {}, "monitor", NOW - timedelta(days=2), 60, POLICY, NOW))
+    assert trigger_log.last_start() == NOW    # the newest start, not the first one found
+
+
+def test_a_decision_round_trips_its_dict():
+    d = decide(["recall", "psi"], {"psi_above": {"a": 0.3}}, "monitor", None, 60, POLICY, NOW)
+    assert TriggerDecision.from_dict(d.to_dict()) == d
