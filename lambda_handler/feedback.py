@@ -63,7 +63,7 @@ class FeedbackService:
         scored = scored.value
         entry, first = self._record_once(fb, scored, now)
         self.online.add_label(scored["terminal_id"], entry["label"] == "fraud", known_at=entry["known_at"],
-                              label_id=fb.transaction_id)
+                              label_id=fb.transaction_id, card_ref=scored.get("card_ref"))
         if first:
             self.telemetry.policy_quality(self.window_stats(now), self.recall_slo)
         self._to_label_store(fb.transaction_id, entry)

@@ -371,10 +371,18 @@ class OnlineFeatures:
         state["last"] = t if state["last"] is None else max(state["last"], t)  # never backwards
 
     # -- the label path ------------------------------------------------------------------
+    def card_ref(self, card_id: str) -> dict:
+        """What ``add_label`` needs of a card, without the card id: its state key and its
+        token in the terminals' compromise items (both keyed hashes). The API stores this
+        with each scored transaction, so a later ``/v1/feedback`` can tell the compromise
+        features which card the fraud was on."""
+        return {"key": entity_key(self.keys, CARD, card_id), "token": _card_token(self.keys, card_id)}
+
     def add_label(self, terminal_id: str, is_fraud: bool, known_at, label_id: str | None = None,
-                  card_id: str | None = None) -> None:
+                  card_id: str | None = None, card_ref: dict | None = None) -> None:
         """A label became known at ``known_at`` for a transaction at ``terminal_id`` (of card
-        ``card_id``: the compromise features need it for a fraud label).
+        ``card_id``, or of the card ``card_ref`` names: the compromise features need it for
+        a fraud label).
 
         With ``label_id`` (the labelled transaction's id) the label counts once however often
         it is applied: the terminal's state and a marker are written in one transaction, so
@@ -386,8 +394,10 @@ class OnlineFeatures:
         t = to_epoch_seconds(known_at)
         key = entity_key(self.keys, TERMINAL, terminal_id)
         cpc_key = COMPROMISE_PREFIX + _seen_token(self.keys, terminal_id)
-        card_key = entity_key(self.keys, CARD, card_id) if cross and card_id is not None else None
-        if cross and card_id is None:
+        if card_ref is None and card_id is not None:
+            card_ref = self.card_ref(card_id)
+        card_key = card_ref["key"] if cross and card_ref else None
+        if cross and card_ref is None:
             log.warning("a fraud label without its card_id: the card side of the compromise features misses it")
         marker = None if label_id is None else LABEL_APPLIED_PREFIX + str(label_id)
         wanted = ([key] if self._label_windows else []) + ([cpc_key] if cross else []) + \
@@ -405,7 +415,7 @@ class OnlineFeatures:
                 state["lf"] += int(bool(is_fraud))
                 writes.append(Write(key, state, old.version if old else 0, self.ttl))
             if cross:
-                writes += self._fraud_writes(found, t, cpc_key, card_key, card_id)
+                writes += self._fraud_writes(found, t, cpc_key, card_key, card_ref)
             if marker is not None:
                 writes.append(Write(marker, {}, 0, LABEL_MARKER_TTL_S))
             try:
@@ -415,7 +425,7 @@ class OnlineFeatures:
                 continue
         raise ConditionFailed(f"{key}: gave up adding a label after {MAX_ATTEMPTS} concurrent modifications")
 
-    def _fraud_writes(self, found, t, cpc_key, card_key, card_id) -> list[Write]:
+    def _fraud_writes(self, found, t, cpc_key, card_key, card_ref) -> list[Write]:
         """A fraud known at ``t``: the terminal's F; with the card, the card's F and its use
         of each terminal in ``seen`` (the other terminals' items merged now, idempotently;
         this terminal's in the returned writes, with the card's state)."""
@@ -428,7 +438,7 @@ class OnlineFeatures:
         if card is not None:  # a card without state has no recent terminals to tell
             state = dict(card.value)
             fraud_known = max(state.get("F", t), t)
-            token = _card_token(self.keys, card_id)
+            token = card_ref["token"]
             seen = state.get("seen") if isinstance(state.get("seen"), dict) else {}
             for term, used in seen.items():
                 if t - used > self._cross_keep:
