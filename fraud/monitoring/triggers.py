@@ -27,9 +27,9 @@ import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Protocol
 
 from fraud.storage.blob import BlobStore, open_blob_store
@@ -40,15 +40,18 @@ SUFFIX = ".jsonl"
 
 
 class HealthLike(Protocol):
-    """What a trigger reads of ``fraud.monitoring`` health (duck-typed)."""
+    """What a trigger reads of ``fraud.monitoring.health.Health``."""
 
-    recall: float | None          # None: too few labelled frauds for a verdict
-    recall_slo: float
-    psi: Mapping[str, float]      # feature name -> PSI (None/NaN: too few rows that day)
-    psi_threshold: float
-    important_features: Sequence[str]
-    labelled_rows: int
+    day: date
+    recall: float | None
+    recall_verdict: bool                   # enough labelled frauds for a recall verdict
+    drift_verdict: bool                    # enough scored rows on ``day`` for a PSI verdict
+    drifted_features: tuple[str, ...]      # important features whose PSI on ``day`` is above the threshold
+    feature_psi: dict                      # feature -> {day: PSI}
+    thresholds: dict                       # psi_threshold, recall_slo, min_rows, min_labels, ...
     scored_rows: int
+    labelled_rows: int
+    labelled_frauds: int
 
 
 @dataclass(frozen=True)
@@ -105,16 +108,19 @@ def _finite(x) -> bool:
 
 def conditions(health: HealthLike, policy: RetrainPolicy, last_start: datetime | None,
                now: datetime) -> tuple[list[str], dict]:
-    """The reasons that hold, and the figures they were judged on."""
+    """The reasons that hold, and the figures they were judged on. Recall and PSI count only
+    where the health had enough data for a verdict (``[monitoring] min_labels``, ``min_rows``):
+    the health leaves ``drifted_features`` empty without one."""
+    t = health.thresholds
     reasons = []
-    figures = {"recall": health.recall, "recall_slo": health.recall_slo, "labelled_rows": health.labelled_rows,
-               "scored_rows": health.scored_rows, "psi_threshold": health.psi_threshold}
-    if _finite(health.recall) and health.recall < health.recall_slo:
+    figures = {"day": str(health.day), "recall": health.recall, "recall_slo": t["recall_slo"],
+               "recall_verdict": health.recall_verdict, "labelled_rows": health.labelled_rows,
+               "labelled_frauds": health.labelled_frauds, "scored_rows": health.scored_rows,
+               "drift_verdict": health.drift_verdict, "psi_threshold": t["psi_threshold"]}
+    if health.recall_verdict and _finite(health.recall) and health.recall < t["recall_slo"]:
         reasons.append("recall")
-    important = list(health.important_features)
-    drifted = {f: float(health.psi[f]) for f in important
-               if _finite(health.psi.get(f)) and health.psi[f] > health.psi_threshold}
-    figures["psi_important"] = {f: float(health.psi[f]) for f in important if _finite(health.psi.get(f))}
+    # the health's drifted features are the important ones above the threshold, none without a verdict
+    drifted = {f: health.feature_psi.get(f, {}).get(health.day) for f in health.drifted_features}
     if drifted:
         reasons.append("psi")
         figures["psi_above"] = drifted

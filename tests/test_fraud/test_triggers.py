@@ -4,7 +4,7 @@ with its numbers, locally and on S3."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -12,32 +12,35 @@ import pytest
 from fraud.monitoring.triggers import RetrainPolicy, TriggerDecision, conditions, decide, open_trigger_log
 
 NOW = datetime(2026, 7, 1, 3, 0, tzinfo=timezone.utc)
+DAY = date(2026, 6, 30)
 POLICY = RetrainPolicy(cooldown_hours=12, min_new_labels=50, schedule_hours=None)
 
 
-def health(recall=0.8, psi=None, important=("amount", "card_tx_1d"), labelled=500):
-    return SimpleNamespace(recall=recall, recall_slo=0.7, psi=psi or {"amount": 0.05, "card_tx_1d": 0.1, "hour": 0.9},
-                           psi_threshold=0.2, important_features=list(important), labelled_rows=labelled,
-                           scored_rows=3000)
+def health(recall=0.8, recall_verdict=True, drifted=(), psi=None):
+    """The attributes of ``fraud.monitoring.health.Health`` a trigger reads."""
+    psi = psi or {"amount": 0.05, "card_tx_1d": 0.1}
+    return SimpleNamespace(day=DAY, recall=recall, recall_verdict=recall_verdict, drift_verdict=True,
+                           drifted_features=tuple(drifted), important_features=("amount", "card_tx_1d"),
+                           feature_psi={f: {DAY - timedelta(days=1): 0.9, DAY: v} for f, v in psi.items()},
+                           thresholds={"recall_slo": 0.7, "psi_threshold": 0.2, "min_rows": 1000, "min_labels": 30},
+                           scored_rows=3000, labelled_rows=500, labelled_frauds=40)
 
 
 @pytest.mark.parametrize("h, expected", [
     (health(), []),
     (health(recall=0.69), ["recall"]),
     (health(recall=0.70), []),                               # at the SLO is not below it
-    (health(recall=None), []),                               # no verdict (too few labels): no reason
-    (health(psi={"amount": 0.21, "card_tx_1d": 0.1}), ["psi"]),
-    (health(psi={"amount": 0.20, "card_tx_1d": 0.1}), []),   # at the threshold is not above it
-    (health(psi={"amount": float("nan"), "card_tx_1d": 0.1}), []),
-    (health(psi={"amount": 0.05, "card_tx_1d": 0.1, "hour": 0.9}), []),  # drift on an unimportant feature
-    (health(recall=0.5, psi={"amount": 0.3, "card_tx_1d": 0.1}), ["recall", "psi"]),
+    (health(recall=0.2, recall_verdict=False), []),          # too few labelled frauds for a verdict
+    (health(recall=None, recall_verdict=False), []),
+    (health(drifted=["amount"], psi={"amount": 0.31, "card_tx_1d": 0.1}), ["psi"]),
+    (health(recall=0.5, drifted=["amount"], psi={"amount": 0.31, "card_tx_1d": 0.1}), ["recall", "psi"]),
 ])
 def test_each_reason_holds_on_its_condition_and_only_then(h, expected):
     reasons, figures = conditions(h, POLICY, None, NOW)
     assert reasons == expected
-    assert figures["recall"] == h.recall and figures["recall_slo"] == 0.7
+    assert figures["recall"] == h.recall and figures["recall_slo"] == 0.7 and figures["labelled_frauds"] == 40
     if "psi" in expected:
-        assert figures["psi_above"] == {"amount": h.psi["amount"]}
+        assert figures["psi_above"] == {"amount": 0.31}   # the drifted feature's PSI on the day
 
 
 def test_the_schedule_reason_is_due_after_schedule_hours_since_the_last_start():
