@@ -5,7 +5,9 @@
                                        metrics, config, training facts
     versions/<version>/manifest.json  SHA-256 of every file; written last
     champion.json                     {"version": ...}: the one the API serves
-    events/<time>-<action>.json       audit trail of promotions and rollbacks
+    challenger.json                   {"version": ..., "mode": "shadow"|"canary", ...}: the one
+                                       the API scores beside it (version null: none)
+    events/<time>-<action>.json       audit trail of promotions, rollbacks and challenger changes
 
 A version exists once its manifest exists, and nothing in it is ever rewritten. The
 champion changes only by one atomic write of ``champion.json``; a crash at any earlier
@@ -38,6 +40,8 @@ from .storage.blob import BlobNotFound, BlobStore, open_blob_store
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
+CHALLENGER = "challenger.json"
+CHALLENGER_MODES = ("shadow", "canary")
 
 
 class RegistryError(RuntimeError):
@@ -199,6 +203,8 @@ class ModelRegistry:
                        json.dumps(record, indent=2).encode())
         self.store.put(CHAMPION, json.dumps(record, indent=2).encode())  # the atomic switch
         log.info("%s: champion is now %s (was %s): %s", action, version, previous, reason)
+        if (self.challenger() or {}).get("version") == version:  # it serves now; nothing to score beside it
+            self.clear_challenger(f"{action}d to champion: {reason}", action="challenger-promoted")
         return True
 
     def rollback(self, version: str, reason: str = "manual rollback") -> bool:
@@ -206,3 +212,56 @@ class ModelRegistry:
 
     def events(self) -> list[dict]:
         return [json.loads(self.store.get(k)) for k in self.store.list("events")]
+
+    # -- the challenger pointer (scored beside the champion: fraud.challenger) ------------------
+    def challenger(self) -> dict | None:
+        """{version, mode, canary_share, since, ...} of the challenger, or None when none is set.
+        ``since``: when this version began to be scored beside the champion (kept when only
+        its mode or share changes), what the minimum shadow period counts from."""
+        try:
+            record = json.loads(self.store.get(CHALLENGER))
+        except BlobNotFound:
+            return None
+        return record if record.get("version") else None
+
+    def set_challenger(self, version: str, mode: str = "shadow", canary_share: float = 0.0,
+                       reason: str = "manual") -> dict:
+        """Make ``version`` the challenger: verified like a promotion, recorded as an event,
+        then one write of the pointer. Shadow mode decides nothing (share 0); canary mode lets
+        it decide ``canary_share`` (0 < share <= 1) of the transactions."""
+        _plain(version, "model version")
+        if mode not in CHALLENGER_MODES:
+            raise RegistryError(f"challenger mode {mode!r} is not one of {', '.join(CHALLENGER_MODES)}")
+        share = float(canary_share)
+        if mode == "shadow" and share != 0.0:
+            raise RegistryError(f"a shadow challenger decides nothing: canary share {share} given; use mode 'canary'")
+        if mode == "canary" and not 0.0 < share <= 1.0:
+            raise RegistryError(f"a canary share must lie in (0, 1], got {share}")
+        if version == self.champion():
+            raise RegistryError(f"{version} is the champion; a challenger must be another version")
+        self.load(version)  # refuses incomplete or tampered versions before anything changes
+        current = self.challenger()
+        since = current["since"] if current and current["version"] == version else _now().isoformat()
+        record = {"version": version, "mode": mode, "canary_share": share, "since": since,
+                  "previous": current["version"] if current else None, "champion": self.champion(),
+                  "at": _now().isoformat(), "reason": reason, "action": "challenger-set"}
+        self._challenger_write(record)
+        log.info("challenger is now %s (%s, canary share %.3f): %s", version, mode, share, reason)
+        return record
+
+    def clear_challenger(self, reason: str, action: str = "challenger-clear") -> bool:
+        """No challenger any more (``action`` names why in the audit trail, e.g. a canary
+        rollback); False, and nothing written, when none is set."""
+        current = self.challenger()
+        if current is None:
+            return False
+        self._challenger_write({"version": None, "previous": current["version"], "mode": current["mode"],
+                                "at": _now().isoformat(), "reason": reason, "action": action})
+        log.warning("%s: challenger %s cleared: %s", action, current["version"], reason)
+        return True
+
+    def _challenger_write(self, record: dict) -> None:
+        name = record["version"] or record["previous"]
+        self.store.put(f"events/{_now():%Y%m%dT%H%M%S.%fZ}-{record['action']}-{name}.json",
+                       json.dumps(record, indent=2).encode())
+        self.store.put(CHALLENGER, json.dumps(record, indent=2).encode())  # the atomic switch
