@@ -18,6 +18,9 @@ or bad input (one line on stderr: config, data, registry version, missing champi
     fraud state load --history SRC [--since DATE] [--features-table NAME]   online feature state from history
     fraud state catch-up --history SRC --features-table NAME   what the lake holds beyond the state's watermark
     fraud labels import FILE|s3://bucket/drop/ [--store URI]    labels for training (all checked, then stored)
+    fraud monitor [--decisions URI] [--labels URI] [--out DIR]   drift and recall of the champion; exit 3 unhealthy
+    fraud monitor --act         ... and start `fraud train` on a retrain trigger (cooldown, minimum new labels)
+    fraud hard-examples --day DATE     the day's hard examples queued for labelling
 """
 
 from __future__ import annotations
@@ -72,6 +75,15 @@ def cmd_train(args) -> int:
     from .nightly import run_nightly
 
     config = default_storage(_config(args), args.registry)  # the search's trials persist beside the registry
+    if args.trigger:  # started by a retrain trigger: the cooldown and the minimum of new labels first
+        from .retrain import TRIGGER_DETAIL_ENV, admit_training_start
+
+        decision = admit_training_start(args.trigger, config, triggers_uri=args.triggers, labels_uri=args.labels,
+                                        endpoint_url=os.environ.get("FRAUD_AWS_ENDPOINT_URL"),
+                                        detail=os.environ.get(TRIGGER_DETAIL_ENV))
+        if decision is not None and not decision.fired:
+            print(f"not training: {decision.message} (recorded in {args.triggers})")
+            return 0
     data = args.data or os.environ.get("FRAUD_DATA_URI") or DEFAULT_DATA
     window = TrainingWindow.parse(args.window_from, args.window_to, args.as_of, config.data.timezone)
     try:
@@ -124,6 +136,16 @@ def cmd_score_batch(args) -> int:
 
     config = _config(args)
     registry = ModelRegistry.open(args.registry or config.registry.uri)
+    if args.dask:  # read, score and write on the workers: --output is a directory of partitions
+        from fraud.features.distributed import dask_client
+
+        from .dask_score import score_batch_dask
+
+        with dask_client(args.dask) as client:
+            result = score_batch_dask(client, args.input, args.output, config, registry, history_source=args.history,
+                                      raw_card_ids=args.raw_card_ids, no_history=args.no_history)
+        print(json.dumps(result, indent=2))
+        return 0
     result = score_batch(args.input, args.output, config, registry, history_source=args.history,
                          chunk_rows=args.chunk_rows, dask=args.dask, progress=not args.no_progress,
                          raw_card_ids=args.raw_card_ids, no_history=args.no_history)
@@ -243,6 +265,38 @@ def cmd_labels(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    """The champion's health (batch_jobs.monitor): a few lines, health.json and a page in
+    --out, EMF metrics with --metrics emf; exit 0 healthy, 3 DRIFT or RECALL_BELOW_SLO."""
+    from .monitor import exit_code, parse_when, run_monitor
+
+    as_of, day = parse_when(args.as_of, args.day)
+    health, paths = run_monitor(_config(args), args.registry, args.labels, args.out, args.decisions, as_of, day,
+                                args.metrics, os.environ.get("FRAUD_AWS_ENDPOINT_URL"))
+    print("\n".join(health.lines()))
+    print(f"report: {paths['html']}")
+    if args.act:  # retrain triggers (batch_jobs.retrain): every decision recorded, `fraud train` started on one
+        from .retrain import act_from_cli
+
+        acted = act_from_cli(args, _config(args), health)
+        print(f"retrain: {acted.decision.outcome}: {acted.decision.message} (trigger log {args.triggers})")
+        if acted.exit_code:
+            return 1
+    return exit_code(health)
+
+
+def cmd_hard_examples(args) -> int:
+    """The day's hard examples (batch_jobs.hard_examples) into the labelling queue."""
+    from .hard_examples import queue_hard_examples
+
+    done = queue_hard_examples(args.day, _config(args), args.registry, args.decisions, args.labels, args.queue,
+                               endpoint_url=os.environ.get("FRAUD_AWS_ENDPOINT_URL"))
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(done["by_kind"].items())) or "none"
+    print(f"{done['day']}: queued {done['queued']} hard examples ({kinds}) of {done['scored']} scored; "
+          f"{done['queued_before']} queued before, cap {done['cap']} a day; queue {done['queue']}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -291,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
                    help="label store whose labels (feedback, imports) override the data's: a directory or s3:// "
                         f"prefix (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS}); '' for none")
+    p.add_argument("--trigger", default=os.environ.get("FRAUD_TRAINING_TRIGGER"),
+                   help="why this run was started: 'alarm:<name>' (held back within the cooldown or without enough "
+                        "new labels, and then exits 0), 'schedule' (recorded, never held back), 'decision:<id>' "
+                        "(admitted by `fraud monitor --act`); default $FRAUD_TRAINING_TRIGGER, else none: no check")
+    p.add_argument("--triggers", default=os.environ.get("FRAUD_TRIGGERS_URI", ".fraud/triggers"),
+                   help="the trigger log, a directory or s3:// prefix (default $FRAUD_TRIGGERS_URI, else "
+                        ".fraud/triggers)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("simulate", help="write simulated transactions as daily Parquet partitions")
@@ -368,6 +429,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
                    help=f"the label store (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS})")
     p.set_defaults(func=cmd_labels)
+
+    p = sub.add_parser("monitor", help="the champion's health: drift of the decision log against its reference, "
+                                       "recall from the labels known so far; exit 3 when unhealthy")
+    p.add_argument("--decisions", default=os.environ.get("FRAUD_DECISIONS_URI"),
+                   help="the decision log, a directory or s3:// prefix (default $FRAUD_DECISIONS_URI, else "
+                        "[monitoring] decisions_uri)")
+    p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
+                   help=f"the label store (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS}); '' for none")
+    p.add_argument("--out", default="monitoring", help="directory for health.json, health.html and the plots")
+    p.add_argument("--as-of", help="evaluate as known at this UTC time (default: now); later labels do not count")
+    p.add_argument("--day", help="the UTC day judged, YYYY-MM-DD (default: the day before --as-of)")
+    p.add_argument("--metrics", choices=["none", "emf"], default=os.environ.get("FRAUD_MONITOR_METRICS", "none"),
+                   help="emf: the health as CloudWatch EMF lines on stdout (default $FRAUD_MONITOR_METRICS, else none)")
+    p.add_argument("--act", action="store_true",
+                   help="retrain triggers: recall below the SLO or PSI above the threshold on an important feature "
+                        "starts `fraud train` (same --config, --registry, --labels; data and runs from "
+                        "$FRAUD_DATA_URI/$FRAUD_RUNS_URI or their defaults) unless within [retrain] cooldown_hours or "
+                        "with fewer than min_new_labels new labels; every decision goes to the trigger log")
+    p.add_argument("--triggers", default=os.environ.get("FRAUD_TRIGGERS_URI", ".fraud/triggers"),
+                   help="the trigger log, a directory or s3:// prefix (default $FRAUD_TRIGGERS_URI, else "
+                        ".fraud/triggers)")
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("hard-examples", help="queue a scored day's hard examples (near the review threshold, low "
+                                             "p_t, or a label contradicting the decision) for labelling")
+    p.add_argument("--day", required=True, help="the UTC day scored, YYYY-MM-DD")
+    p.add_argument("--decisions", default=os.environ.get("FRAUD_DECISIONS_URI"),
+                   help="the decision log (default $FRAUD_DECISIONS_URI, else [monitoring] decisions_uri)")
+    p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
+                   help=f"the label store (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS}); '' for none")
+    p.add_argument("--queue", default=os.environ.get("FRAUD_HARD_EXAMPLES_URI"),
+                   help="the queue, a directory or s3:// prefix (default $FRAUD_HARD_EXAMPLES_URI, else "
+                        "[hard_examples] uri)")
+    p.set_defaults(func=cmd_hard_examples)
 
     p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")

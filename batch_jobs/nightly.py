@@ -33,6 +33,7 @@ from fraud.ablation import ablation
 from fraud.features.available import spec_for_data
 from fraud.features.batch import build_features
 from fraud.labels.merge import with_stored_labels
+from fraud.monitoring.reference import REFERENCE_FILE
 from fraud.io import load_transactions
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes
@@ -207,6 +208,11 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
     """``window``: train as of a past moment and/or on a date range (``fraud train --as-of
     --from --to``); then the newest day is not scored (the model is not today's).
     ``labels_uri``: the label store (``fraud.labels``) whose labels override the data's."""
+    if dask:  # the rows stay on the Dask workers from reading to scoring (batch_jobs.dask_nightly)
+        from .dask_nightly import run_nightly_dask
+
+        return run_nightly_dask(config, data, registry_uri, runs_dir, simulate_if_missing, dask, score_latest,
+                                progress, endpoint_url, config_path, window, labels_uri)
     started = time.perf_counter()
     window = window or TrainingWindow()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -232,6 +238,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
         version = registry.publish(result.bundle, extra={
             "metrics.json": summary,
             "config.json": json.loads(config.model_dump_json()),
+            REFERENCE_FILE: result.reference,  # what fraud monitor compares the decision log with
             "training.json": {"run_id": run_id, "data": summary["data"], "split": summary["split"],
                               "library_versions": summary["library_versions"], "config_path": config_path}})
     except BaseException:

@@ -253,6 +253,48 @@ class ReportConfig(_Section):
     ablation: bool = False
 
 
+class MonitoringConfig(_Section):
+    """``fraud monitor`` (fraud.monitoring): drift of the decision log against the champion's
+    reference, and the policy's recall from labels as they arrive. A day (or recall window)
+    with fewer rows or labelled frauds than the minimum gets no verdict, so small days do
+    not flap."""
+    decisions_uri: str = ".fraud/decisions"    # the decision log (fraud.decisions); s3://bucket/decisions in AWS
+    psi_threshold: float = Field(0.2, gt=0)    # PSI above this on the score or an important feature: DRIFT
+    psi_epsilon: float = Field(1e-4, gt=0, lt=0.01)  # share given to an empty bin (ln 0 is undefined)
+    min_rows: int = Field(1000, ge=1)          # scored rows a day needs for a PSI verdict
+    min_labels: int = Field(30, ge=1)          # labelled frauds the recall window needs for a recall verdict
+    recall_slo: float = Field(0.7, gt=0, le=1)  # review+decline recall of labelled frauds below this: RECALL_BELOW_SLO
+    recall_window_days: int = Field(14, ge=1)  # scored days whose labels count towards the current recall
+    hard_p_t: float = Field(0.5, gt=0, lt=1)   # a labelled row whose p_t (model margin) is below this is hard
+    important_features: int = Field(10, ge=0)  # the champion's top-k by importance decide DRIFT; 0 = all
+    # features a day's own date fixes (one weekday per day): their daily PSI is shown, never judged
+    calendar_features: tuple[str, ...] = ("weekday", "is_weekend")
+    days: int = Field(28, ge=1)                # days of the decision log shown and plotted
+
+
+class RetrainConfig(_Section):
+    """Retrain triggers (fraud.monitoring.triggers): ``fraud monitor --act`` and, in AWS, the
+    recall/PSI alarms start training unless a retrain started within ``cooldown_hours`` or
+    fewer than ``min_new_labels`` labels became known since it started."""
+    cooldown_hours: float = Field(12.0, ge=0)
+    min_new_labels: int = Field(50, ge=0)
+    schedule_hours: float | None = Field(None, gt=0)  # a retrain is due this long after the last start (None: off)
+
+
+class TrainingConfig(_Section):
+    # sample weight of the training rows that are reviewed hard examples (fraud.hard_examples:
+    # queued, then labelled); 1.0 = off
+    hard_example_weight: float = Field(1.0, gt=0)
+
+
+class HardExamplesConfig(_Section):
+    """``fraud hard-examples`` (fraud.hard_examples): what the model is least sure about, queued
+    for labelling (p_t's bound is ``[monitoring] hard_p_t``)."""
+    uri: str = ".fraud/hard-examples"         # the queue; s3://<bucket>/hard-examples in AWS
+    threshold_margin: float = Field(0.05, ge=0, lt=1)  # |calibrated p - review threshold| at most this
+    per_day: int = Field(100, ge=1)            # queued per scored day, the most uncertain first
+
+
 class TrackingConfig(_Section):
     """Experiment tracking (MLflow): every trial's parameters and figures, every run's
     figures and report. ``uri`` "" = a SQLite store beside the local runs folder
@@ -275,6 +317,10 @@ class FraudConfig(_Section):
     simulation: SimulationConfig = SimulationConfig()
     report: ReportConfig = ReportConfig()
     tracking: TrackingConfig = TrackingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    training: TrainingConfig = TrainingConfig()
+    hard_examples: HardExamplesConfig = HardExamplesConfig()
 
 
 class ConfigError(ValueError):

@@ -35,6 +35,7 @@ from .calibration import Calibrator, calibration_curve
 from .config import FraudConfig
 from .features.spec import FeatureSpec
 from .models import BASELINE_KINDS, FOCAL_KINDS, library_versions
+from .monitoring.reference import reference_distributions
 from .policy import choose_thresholds, outcome
 from .progress import progress_bar
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
@@ -91,6 +92,8 @@ class TrainingResult:
     summary: dict
     plots: dict = field(default_factory=dict)   # arrays for the report's figures
     searches: dict = field(default_factory=dict)
+    # the served model's distributions on the window calibration was fitted on (fraud.monitoring.reference)
+    reference: dict = field(default_factory=dict)
 
 
 def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int,
@@ -273,4 +276,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     log.info("winner %s (gamma %s, alpha %s): test AP %.4f, recall at thresholds %.3f, %.1f reviews/day",
              winner, gamma, alpha, summary["test"]["average_precision"], test_outcome.recall,
              test_outcome.reviews_per_day)
-    return TrainingResult(bundle, summary, plots, results)
+    reference = reference_distributions(val.features, cal_val, model.margin(val.features), val.label,
+                                        gamma=gamma if winner in FOCAL_KINDS else None, alpha=alpha,
+                                        window=served["calibrated_on"], importance=summary["feature_importance"],
+                                        hard_p_t=config.monitoring.hard_p_t, model_kind=winner)
+    return TrainingResult(bundle, summary, plots, results, reference)
