@@ -1,10 +1,12 @@
-"""The serving model: loaded (and verified) once at import, swapped when the champion
-pointer moves.
+"""The serving models: the champion and, when the registry names one, a challenger, loaded
+(and verified) once at import, swapped when a pointer moves.
 
 Mangum runs the ASGI lifespan on every invocation, so nothing here waits for a startup
-event. The pointer is re-read at most every ``recheck_s`` seconds, so a promotion reaches
-warm functions within minutes without a redeploy; a version that fails verification is
-refused and the current model keeps serving.
+event. The pointers are re-read at most every ``recheck_s`` seconds, so a promotion reaches
+warm functions within minutes without a redeploy; a champion that fails verification is
+refused and the current model keeps serving. A challenger that fails to load (a bad
+signature, a missing file) or cannot be scored on the champion's features is logged and
+ignored: the champion serves alone, scoring never fails for it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 
 from fraud.bundle import ModelBundle
 from fraud.registry import ModelRegistry, RegistryError
+
+from .challenger import Challenger
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,9 @@ class ModelHolder:
         self.bundle = self._load(version)
         self.version = version
         self.manifest = registry.manifest(version)
+        self.challenger: Challenger | None = None
+        self._challenger_record: dict | None = None
+        self._refresh_challenger()
         self._checked = time.monotonic()
         log.info("serving model %s from %s", version, registry.uri)
 
@@ -43,6 +50,12 @@ class ModelHolder:
         if self.recheck_s >= 0 and time.monotonic() - self._checked >= self.recheck_s:
             self._refresh()
         return self.bundle, self.version
+
+    def challenger_for(self, version: str) -> Challenger | None:
+        """The challenger, if it was checked against champion ``version`` (what ``current``
+        returned): a request never pairs a champion with a challenger checked for another."""
+        challenger = self.challenger
+        return challenger if challenger is not None and challenger.champion_version == version else None
 
     def _refresh(self) -> None:
         if not self._lock.acquire(blocking=False):
@@ -57,4 +70,40 @@ class ModelHolder:
         except Exception as exc:  # noqa: BLE001 - keep serving the current model
             log.error("could not refresh the champion (still serving %s): %s", self.version, exc)
         finally:
+            self._refresh_challenger()
             self._lock.release()
+
+    def _refresh_challenger(self) -> None:
+        """Follow the challenger pointer; any failure leaves no challenger, never an error."""
+        try:
+            record = self.registry.challenger()
+        except Exception as exc:  # noqa: BLE001 - the pointer cannot be read now: keep what we have
+            log.error("could not read the challenger pointer (keeping %s): %s",
+                      self.challenger.version if self.challenger else "none", exc)
+            return
+        current = self.challenger
+        if record is None or record["version"] == self.version:
+            if current is not None:
+                log.info("challenger %s is no longer scored", current.version)
+            self.challenger, self._challenger_record = None, record
+            return
+        if (current is not None and record == self._challenger_record
+                and current.champion_version == self.version):
+            return  # nothing changed
+        try:
+            bundle = current.bundle if current is not None and current.version == record["version"] \
+                else self._load(record["version"])
+            if bundle.spec != self.bundle.spec:
+                raise RegistryError("its features differ from the champion's (the online state computes the "
+                                    "champion's only)")
+            if bundle.metadata.get("currency") != self.bundle.metadata.get("currency"):
+                raise RegistryError(f"it scores {bundle.metadata.get('currency')} amounts, the champion "
+                                    f"{self.bundle.metadata.get('currency')}")
+            self.challenger = Challenger(bundle, record["version"], record["mode"],
+                                         float(record.get("canary_share", 0.0)), self.version)
+            self._challenger_record = record
+            log.info("challenger %s loaded beside champion %s (%s, canary share %.3f)", record["version"],
+                     self.version, record["mode"], self.challenger.canary_share)
+        except Exception as exc:  # noqa: BLE001 - a broken challenger is ignored, the champion serves alone
+            log.error("challenger %s ignored: %s", record.get("version"), exc)
+            self.challenger, self._challenger_record = None, record

@@ -15,10 +15,12 @@ import logging
 import time
 from datetime import datetime, timezone
 
+from fraud.decisions import decision_record
 from fraud.features.online import OnlineFeatures
 from fraud.pseudonym import Pseudonymizer
 from fraud.storage.kv import ConditionFailed, KeyValueStore
 
+from .challenger import answer_rows
 from .model_holder import ModelHolder
 from .review import ReviewRouter
 from .schemas import Override, Reason, ScoreResponse, Transaction
@@ -96,10 +98,12 @@ class ScoringService:
     def __init__(self, holder: ModelHolder, online: OnlineFeatures, idempotency: KeyValueStore,
                  overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, keys: Pseudonymizer,
                  in_progress_timeout_s: float = 30, max_clock_skew_s: float = 300,
-                 currency_rates: dict[str, float] | None = None, coverage=None, fallback: str = "off"):
+                 currency_rates: dict[str, float] | None = None, coverage=None, fallback: str = "off",
+                 decisions=None):
         """``coverage`` (a ``StateCoverage``): told what the state has applied; with
         ``fallback`` other than "off", it decides while the feature state is empty or stale
-        (see ``Settings.state_fallback``)."""
+        (see ``Settings.state_fallback``). ``decisions`` (a ``DecisionRecorder``): gets one
+        record per freshly scored transaction, once per request; None: no decision log."""
         self.holder = holder
         self.online = online
         self.idempotency = idempotency
@@ -112,6 +116,7 @@ class ScoringService:
         self.currency_rates = dict(currency_rates or {})  # 1 unit of the key = this many of the model's
         self.coverage = coverage
         self.fallback = fallback
+        self.decisions = decisions
 
     # -- idempotency ---------------------------------------------------------------------
     def _claim(self, txn: Transaction, digest: str):
@@ -210,13 +215,19 @@ class ScoringService:
 
     def _model(self, fresh, bundle, version, request_id, results) -> None:
         frame = bundle.matrix_from_records([f for *_, f, _ in fresh])
-        probs = bundle.predict_proba(frame)
-        decisions = bundle.thresholds.decide(probs)
-        reasons = bundle.reasons(frame, exact=False)
-        largest = bundle.metadata.get("amount_range", {}).get("max")
-        currency = bundle.metadata.get("currency", "")
+        # champion and challenger (lambda_handler.challenger) on the same matrix: per row the deciding
+        # model's answer, `decided_by` ("champion", or "challenger" for a canary row) and `shadow`
+        # ({model_version, probability, margin, decision} of the other model, None without a
+        # challenger), for the decision log; a canary row's bundle, version and p are the challenger's
+        answers = answer_rows(bundle, version, self.holder.challenger_for(version), frame,
+                              [txn.transaction_id for _, txn, *_ in fresh], self.keys)
         state = self.coverage.current() if self.coverage is not None and self.fallback != "off" else {"status": "fresh"}
-        for (i, txn, claim, digest, features, override), p, decision, why in zip(fresh, probs, decisions, reasons):
+        records, scored_at = [], datetime.now(timezone.utc)  # the decision log's, written once after the loop
+        for (i, txn, claim, digest, features, override), answer in zip(fresh, answers):
+            p, decision, why, margin = answer.probability, answer.decision, answer.reasons, answer.margin
+            bundle, version, decided_by, shadow = answer.bundle, answer.model_version, answer.decided_by, answer.shadow
+            largest = bundle.metadata.get("amount_range", {}).get("max")
+            currency = bundle.metadata.get("currency", "")
             decision, policy_reason = str(decision), None
             amount = features.get("amount", txn.amount)
             if largest is not None and amount > largest and decision == "approve":
@@ -239,9 +250,18 @@ class ScoringService:
             stored = json.loads(response.model_dump_json(exclude={"request_id", "replayed"}))
             self.idempotency.put(TXN_PREFIX + txn.transaction_id, {
                 "state": "done", "digest": digest, "response": stored, "terminal_id": txn.terminal_id,
+                "card_ref": self.online.card_ref(txn.card_id),  # keyed hashes: for a fraud label's compromise features
                 "probability": float(p), "decision": decision, "amount": amount,
                 "timestamp": txn.timestamp.isoformat()}, expected_version=claim, ttl_seconds=RECORD_TTL_S)
             self.telemetry.decision(decision, float(p), version, bundle.metadata.get("expected_review_share"))
             log.info("scored %s card=%s p=%.4f decision=%s model=%s", txn.transaction_id,
                      self.keys.card_token(txn.card_id), p, decision, version)
             results[i] = response
+            records.append(decision_record(
+                transaction_id=txn.transaction_id, timestamp=txn.timestamp, scored_at=scored_at,
+                card=self.keys.card_token(txn.card_id), terminal_id=txn.terminal_id, amount=amount,
+                feature_names=bundle.feature_names, feature_values=[features[n] for n in bundle.feature_names],
+                probability=p, margin=margin, decision=decision, override=override, policy_reason=policy_reason,
+                reasons=why, model_version=version, decided_by=decided_by, shadow=shadow))
+        if self.decisions is not None:
+            self.decisions.write(records)  # never raises: a failure is counted and the records logged
