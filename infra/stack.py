@@ -48,6 +48,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from .config import StageConfig
+from .monitoring import DECISIONS_PREFIX, ModelHealthMonitoring
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSET_EXCLUDE = [".git", ".venv", "venv", ".whl", ".fraud", "data", "registry", "runs", "cdk.out", "**/cdk.out",
@@ -106,6 +107,12 @@ class FraudScoringStack(cdk.Stack):
         self.http_api = self._api()
         self.training_task, self.schedule, self.schedule_dlq = self._training()
         self.gpu_queue = self._gpu_training() if config.gpu_training else None
+        self.monitoring = ModelHealthMonitoring(  # fraud monitor nightly, its alarms (infra/monitoring.py)
+            self, "ModelHealth", prefix=config.prefix, bucket=self.bucket, registry_prefix=REGISTRY_PREFIX,
+            labels_prefix=LABELS_PREFIX, hash_key_secret=self.hash_key_secret, image=self.training_image,
+            cluster=self.node.find_child("TrainingCluster"), dead_letter_queue=self.schedule_dlq,
+            alarm_topic=self.alarm_topic, namespace=METRICS_NAMESPACE, recall_slo=config.recall_slo,
+            log_retention=_retention(config.log_retention_days))
         self._alarms_and_dashboard()
         for key, value in config.tags.items():
             cdk.Tags.of(self).add(key, str(value))
@@ -536,6 +543,7 @@ class FraudScoringStack(cdk.Stack):
                            right=[self.review_dlq.metric_approximate_number_of_messages_visible()]),
             cw.AlarmStatusWidget(title="Alarms", width=24, alarms=list(self.alarms.values())),
         )
+        dashboard.add_widgets(*self.monitoring.widgets(c.recall_slo))
 
     # -- cdk-nag ---------------------------------------------------------------------------------
     def _nag_suppressions(self) -> None:
@@ -587,6 +595,11 @@ class FraudScoringStack(cdk.Stack):
                      "account-wide); the image pulls themselves are limited to the CDK container-assets repository.")
         ack(policy(self.training_task.execution_role), "IAM5[Resource::*]", ecr_token)
         object_prefixes(self.state_load_task.task_role, DATA_PREFIX, REGISTRY_PREFIX)
+        object_prefixes(self.monitoring.role, REGISTRY_PREFIX, DECISIONS_PREFIX, LABELS_PREFIX)
+        ack(policy(self.monitoring.task.execution_role), "IAM5[Resource::*]", ecr_token)
+        ack(resource(self.monitoring.task), "ECS2",
+            "The container environment holds the registry's S3 URI, the metrics namespace and the ARN of the "
+            "hash-key secret (a name, not its value: the task reads the value from Secrets Manager), no secret.")
         for task in (self.state_load_task, self.state_catch_up_task):
             ack(policy(task.execution_role), "IAM5[Resource::*]", ecr_token)
             ack(resource(task), "ECS2",

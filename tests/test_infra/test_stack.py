@@ -337,7 +337,8 @@ def test_api_keys_and_the_hash_key_are_secrets_read_by_exactly_their_users(dev, 
                                             "FRAUD_HASH_KEY_SECRET_ARN": hash_key})}})
     assert _secret_readers(dev) == {"ScoringFunction": [api_keys, hash_key], "OutboxDrainFunction": [hash_key],
                                     "TrainingTask": [hash_key],  # training signs the registry's manifests
-                                    "State": [hash_key]}  # load and catch-up: the state's keys are pseudonyms under it
+                                    "State": [hash_key],  # load and catch-up: the state's keys are pseudonyms under it
+                                    "ModelHealthMonitor": [hash_key]}  # fraud monitor verifies the registry's manifests
     dev.has_output("ApiKeysSecretArn", {"Value": api_keys})
     # an existing secret of key digests, by ARN: used and granted, none created
     arn = "arn:aws:secretsmanager:eu-central-1:111122223333:secret:fraud/api-keys-AbCdEf"
@@ -398,3 +399,67 @@ def test_cdk_nag_aws_solutions_finds_nothing_unacknowledged(tmp_path, name):
     thin = {f"{rule} on {logical}": reason for (logical, rule), reason in acknowledged.items()
             if len(reason.strip()) < MIN_REASON_CHARS}
     assert thin == {}, f"acknowledgements without a reason of substance: {thin}"
+
+
+def test_model_health_alarms_judge_only_days_with_enough_data(dev):
+    """fraud monitor's PSI and recall alarms read a figure only when the night's sample count
+    reached the minimum (metric math), on a one-day period, to SNS and on the dashboard; the
+    thresholds are the runtime's [monitoring] defaults."""
+    from fraud.config import MonitoringConfig
+    from infra.monitoring import MIN_LABELS, MIN_ROWS, PSI_THRESHOLD
+
+    defaults = MonitoringConfig()
+    assert (PSI_THRESHOLD, MIN_ROWS, MIN_LABELS) == (defaults.psi_threshold, defaults.min_rows, defaults.min_labels)
+    by_name = {a["Properties"]["AlarmName"]: a["Properties"] for a in dev.find_resources("AWS::CloudWatch::Alarm").values()}
+
+    def parts(name):
+        props = by_name[name]
+        expression = next(m["Expression"] for m in props["Metrics"] if "Expression" in m)
+        metrics = {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
+        for stat in metrics.values():
+            assert stat["Period"] == 86400 and stat["Metric"]["Namespace"] == "FraudScoring"
+            assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "fraud-monitoring"}]
+        return props, expression, {k: v["Metric"]["MetricName"] for k, v in metrics.items()}
+
+    for name, metric in (("fraud-dev-ScorePSIAboveThreshold", "ScorePSI"),
+                         ("fraud-dev-FeaturePSIAboveThreshold", "FeaturePSIMax")):
+        props, expression, metrics = parts(name)
+        assert expression == "IF(rows >= 1000, FILL(psi, 0), 0)"
+        assert metrics == {"rows": "ScoredRows", "psi": metric}
+        assert props["Threshold"] == 0.2 and props["ComparisonOperator"] == "GreaterThanThreshold"
+        assert props["TreatMissingData"] == "notBreaching" and "AlarmTopic" in json.dumps(props["AlarmActions"])
+    props, expression, metrics = parts("fraud-dev-MonitoredRecallBelowSLO")
+    assert expression == "IF(frauds >= 30, FILL(recall, 1), 1)"
+    assert metrics == {"frauds": "LabelledFrauds", "recall": "PolicyRecall"}
+    assert props["Threshold"] == 0.7 and props["ComparisonOperator"] == "LessThanThreshold"
+    body = json.dumps(dev.find_resources("AWS::CloudWatch::Dashboard"))
+    for panel in ("Drift per night (fraud monitor)", "Recall from labels (fraud monitor)", "Model health alarms"):
+        assert panel in body
+
+
+def test_fraud_monitor_runs_nightly_with_a_role_that_only_reads_registry_decisions_and_labels(dev):
+    dev.has_resource_properties("AWS::Scheduler::Schedule", {
+        "Name": "fraud-dev-monitor", "ScheduleExpression": "cron(0 4 * * ? *)",
+        "Target": Match.object_like({
+            "EcsParameters": Match.object_like({"LaunchType": "FARGATE", "TaskDefinitionArn": {
+                "Ref": Match.string_like_regexp("MonitorTask")}}),
+            "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [Match.string_like_regexp("TrainingScheduleDLQ"), "Arn"]}}})})
+    tasks = {t["Properties"]["Family"]: t["Properties"] for t in dev.find_resources("AWS::ECS::TaskDefinition").values()}
+    monitor, training = tasks["fraud-dev-monitor"], tasks["fraud-dev-nightly-training"]
+    container = monitor["ContainerDefinitions"][0]
+    assert container["Image"] == training["ContainerDefinitions"][0]["Image"]  # the training image
+    assert container["Command"][:3] == ["monitor", "--metrics", "emf"]
+    assert monitor["TaskRoleArn"] != training["TaskRoleArn"]
+    role = monitor["TaskRoleArn"]["Fn::GetAtt"][0]
+    policies = [p for p in dev.find_resources("AWS::IAM::Policy").values()
+                if {"Ref": role} in p["Properties"]["Roles"]]
+    assert len(policies) == 1
+    statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
+    actions = sorted(a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+    assert actions == ["s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"]  # reads, never writes
+    get = next(s for s in statements if s["Action"] == "s3:GetObject")
+    assert sorted(r["Fn::Join"][1][-1] for r in get["Resource"]) == ["/decisions/*", "/labels/*", "/registry/*"]
+    listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["decisions/*", "labels/*", "registry/*"]
+    secret = next(s for s in statements if s["Action"] == "secretsmanager:GetSecretValue")
+    assert "HashKeySecret" in json.dumps(secret["Resource"]) and "ApiKeys" not in json.dumps(secret["Resource"])
