@@ -16,8 +16,10 @@ Fraud patterns, each recorded in ``fraud_pattern`` on the rows it creates:
 
 A drift scenario (``drift_day``, off by default): from that day on card testing changes,
 ``card_testing_drift``: three times as frequent, with 8-40 amounts at online
-marketplaces (category 5999) in place of tiny ones at digital-goods merchants. A model
-trained before the change has seen none of it: the case for refitting on the newest data.
+marketplaces (category 5999) in place of tiny ones at digital-goods merchants; and
+legitimate spending shifts: customers buy online 1.5 times as often (at most always) and
+spend 20 % more per purchase. A model trained before the change has seen none of it: the
+case for refitting on the newest data, and what drift monitoring must notice.
 
 A little label noise: some frauds are never reported (label 0, pattern kept) and a few
 legitimate rows are reported as fraud (pattern ``label_noise``). Fraud labels arrive
@@ -57,6 +59,7 @@ CATEGORIES = {
 }
 ONLINE_COUNTRIES = np.array(["FR", "FR", "DE", "GB", "NL", "US", "CN"])
 BASIC_COLUMNS = ("transaction_id", "timestamp", "card_id", "terminal_id", "amount", "label", "label_time")
+LEGIT_DRIFT_ONLINE, LEGIT_DRIFT_AMOUNT = 1.5, 1.2  # legitimate spending from drift_day on
 WEEKDAY_FACTOR = np.array([1.0, 1.0, 1.0, 1.05, 1.15, 1.2, 0.7])  # Monday..Sunday
 
 
@@ -143,7 +146,8 @@ class TransactionSimulator:
         n = cust.size
         hour = np.mod(rng.normal(13.5, 4.0, n), 24.0)
         seconds = (hour * 3600).astype(np.int64)
-        online = rng.random(n) < pop.online_share[cust]
+        drifted = self.drift_day is not None and day >= self.drift_day
+        online = rng.random(n) < pop.online_share[cust] * (LEGIT_DRIFT_ONLINE if drifted else 1.0)
         start, stop = pop.reach_offsets[cust], pop.reach_offsets[cust + 1]
         physical_pick = pop.reach_terminals[start + (rng.random(n) * (stop - start)).astype(np.int64)]
         online_terms = np.flatnonzero(pop.term_online)
@@ -151,6 +155,8 @@ class TransactionSimulator:
         terminal = np.where(online, online_pick, physical_pick)
         amount = pop.mean_amount[cust] * pop.term_multiplier[terminal] * rng.lognormal(
             0.0, pop.amount_spread[cust], n) / np.exp(pop.amount_spread[cust] ** 2 / 2)
+        if drifted:
+            amount = amount * LEGIT_DRIFT_AMOUNT
         return {"cust": cust, "t": day * DAY + seconds, "terminal": terminal, "amount": amount,
                 "pattern": np.full(n, "", dtype=object)}
 

@@ -148,6 +148,12 @@ def test_the_drift_scenario_changes_card_testing_from_drift_day_on():
     assert (small["merchant_category"] == "5999").all()
     per_day_old = (old["fraud_pattern"] == "card_testing").sum() / 3
     assert len(tests) / 2 > 1.5 * per_day_old   # three times as frequent
+    # legitimate spending shifts too: more online, 20 % more per purchase (the same draws otherwise)
+    legit_plain, legit_drift = (pd.concat(days[4:]) for days in (plain, drift))
+    legit_plain, legit_drift = (f[f["fraud_pattern"].isna() | (f["fraud_pattern"] == "")]
+                                for f in (legit_plain, legit_drift))
+    assert legit_drift["channel"].eq("ecom").mean() > 1.3 * legit_plain["channel"].eq("ecom").mean()
+    assert 1.1 < legit_drift["amount"].median() / legit_plain["amount"].median() < 1.4
 
 
 def test_refit_off_serves_the_folds_model_calibrated_on_validation(small_transactions, small_features, small_config):
