@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from fraud.config import load_config
+from fraud.decisions import open_decision_log
 from fraud.features.online import STATE_WATERMARK_KEY, OnlineFeatures
 from fraud.labels.store import open_label_store
 from fraud.registry import ModelRegistry
@@ -18,6 +19,7 @@ from fraud.storage.metrics import EMFMetricsSink, InMemoryMetricsSink, MetricsSi
 from fraud.storage.queue import InMemoryQueue, MessageQueue, SQSQueue
 
 from .coverage import StateCoverage
+from .decision_log import DecisionRecorder
 from .feedback import FeedbackService
 from .metrics_output import emf_stream
 from .model_holder import ModelHolder
@@ -61,6 +63,15 @@ def _sink(settings: Settings, stream=None) -> MetricsSink:
     return NullMetricsSink()
 
 
+def _decisions(settings: Settings, telemetry: Telemetry) -> DecisionRecorder | None:
+    """The decision log (``Settings.decision_log_uri``), or None when it is off."""
+    uri = settings.decision_log_uri
+    if uri is None:
+        uri = ".fraud/decisions" if settings.backend == "local" else ""
+    decision_log = open_decision_log(uri, settings.aws_endpoint_url, settings.decision_log_timeout_s)
+    return DecisionRecorder(decision_log, telemetry) if decision_log is not None else None
+
+
 def build_container(settings: Settings, queue: MessageQueue | None = None, metrics_stream=None) -> Container:
     """Everything the API needs; loads and verifies the champion model (fails loudly)."""
     secrets = secret_store(settings)
@@ -83,7 +94,7 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
     coverage = StateCoverage(stores["features"], settings.state_max_age_s)
     scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry, keys,
                              settings.in_progress_timeout_s, settings.max_clock_skew_s, settings.currency_rates,
-                             coverage, settings.state_fallback)
+                             coverage, settings.state_fallback, decisions=_decisions(settings, telemetry))
     feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
                                settings.feedback_window_days, settings.recall_slo,
                                open_label_store(settings.labels_uri, settings.aws_endpoint_url)

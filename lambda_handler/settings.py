@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # where feedback labels go for training (fraud.labels): a directory, or s3://bucket/labels
     # (the CDK app sets it); "" keeps them out of any store
     labels_uri: str = ".fraud/labels"
+    # where each scored transaction's decision record goes (fraud.decisions): a directory,
+    # firehose://<delivery stream> (the CDK app sets it), or "off"; unset: .fraud/decisions with
+    # the local backend, off with aws. One Firehose call gets decision_log_timeout_s (one attempt).
+    decision_log_uri: str | None = None
+    decision_log_timeout_s: float = Field(0.3, gt=0)
 
     # the feature state's coverage (the watermark `fraud state load` writes): with none, or one
     # older than state_max_age_s, answers follow state_fallback and say so. "review": nothing is

@@ -1,8 +1,8 @@
 """What the API reports to CloudWatch (as EMF through the metrics sink).
 
 Requests, latency and decisions per endpoint; a score-distribution bucket per scored
-transaction; review-queue send failures and the outbox size; cold starts; and from
-feedback: the recall and precision of the review+decline policy over a sliding window,
+transaction; review-queue send failures and the outbox size; decision records the
+decision log lost; cold starts; and from feedback: the recall and precision of the review+decline policy over a sliding window,
 frauds missed on approved transactions, the hard-example rate, and ``RecallBelowSLO``
 (1 or 0), which an alarm watches.
 """
@@ -65,6 +65,10 @@ class Telemetry:
     def label_store_failed(self) -> None:
         """A recorded label that did not reach the label store (training will miss it)."""
         self.sink.put({"LabelStoreFailures": (1, "Count")})
+
+    def decision_log_failed(self, records: int) -> None:
+        """Decision records that did not reach the decision log (counted per record)."""
+        self.sink.put({"DecisionLogFailures": (records, "Count")})
 
     def outbox_size(self, pending: int) -> None:
         self.sink.put({"OutboxPending": (pending, "Count")})

@@ -19,6 +19,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("FRAUD_SECRETS_DIR", tempfile.mkdtemp(prefix="fraud-secrets-"))
 # the label store feedback writes to (fraud.labels): never the checkout's .fraud/labels
 os.environ.setdefault("FRAUD_LABELS_URI", tempfile.mkdtemp(prefix="fraud-labels-"))
+# the decision log every scored transaction goes to (fraud.decisions): never the checkout's .fraud/decisions
+os.environ.setdefault("FRAUD_DECISION_LOG_URI", tempfile.mkdtemp(prefix="fraud-decisions-"))
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,8 @@ def _client(service: str, endpoint_url: str | None, region: str | None, timeout_
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     if timeout_s is not None:
-        config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=timeout_s,
+        # total_max_attempts counts the first try; botocore's max_attempts counts retries (1 = two tries)
+        config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout_s,
                         read_timeout=timeout_s)
     else:
         config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)
