@@ -2,9 +2,9 @@
 
 Requests, latency and decisions per endpoint; a score-distribution bucket per scored
 transaction; review-queue send failures and the outbox size; decision records the
-decision log lost; cold starts; and from feedback: the recall and precision of the review+decline policy over a sliding window,
-frauds missed on approved transactions, the hard-example rate, and ``RecallBelowSLO``
-(1 or 0), which an alarm watches.
+decision log lost; cold starts; and from feedback: the recall and precision of the
+review+decline policy over a sliding window, frauds missed on approved transactions, the
+hard-example rate, and ``RecallBelowSLO`` (1 or 0), which an alarm watches.
 """
 
 from __future__ import annotations
