@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -34,6 +35,8 @@ import pandas as pd
 
 from fraud.monitoring.outcomes import labels_known
 from fraud.storage.blob import BlobStore, open_blob_store
+
+log = logging.getLogger(__name__)
 
 PARTITION = "date="
 SUFFIX = ".jsonl"
@@ -159,3 +162,18 @@ def reviewed_ids(queue_uri: str | None, labels: pd.DataFrame | None, as_of=None,
     if as_of is not None:
         labels = labels[pd.to_datetime(labels["known_at"], utc=True) < pd.Timestamp(as_of)]
     return queued & set(labels["transaction_id"].astype(str))
+
+
+def hard_example_weights(transaction_ids, weight: float, queue_uri: str | None, labels_uri: str | None,
+                         as_of=None, endpoint_url: str | None = None) -> np.ndarray | None:
+    """Training's sample weights: ``weight`` on the reviewed hard examples among
+    ``transaction_ids`` (labels known before ``as_of``), 1 elsewhere; None when it changes
+    nothing (weight 1, the default, or no reviewed hard example in the data)."""
+    if weight == 1.0 or not queue_uri or not labels_uri:
+        return None
+    from fraud.labels import open_label_store
+
+    labels = open_label_store(labels_uri, endpoint_url).read(as_of)
+    hit = pd.Series(transaction_ids).astype(str).isin(reviewed_ids(queue_uri, labels, as_of, endpoint_url)).to_numpy()
+    log.info("hard examples: %d reviewed ones in the data weighted %g", int(hit.sum()), weight)
+    return np.where(hit, weight, 1.0) if hit.any() else None

@@ -90,7 +90,7 @@ def refit_rows(data, plan: RefitPlan, cfg: SearchConfig):
     rate = cfg.negative_sample_rate
     rng = np.random.default_rng(cfg.seed + 1)
     keep = (known == 1) | (rng.random(len(known)) < rate)
-    weight = np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else None
+    weight = rows.sample_weight(keep, np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else None)
     return rows.rows(keep), known[keep], weight
 
 

@@ -58,9 +58,11 @@ class LabelledFeatures:
     amount: np.ndarray
     card_id: np.ndarray
     pattern: np.ndarray | None = None
+    weight: np.ndarray | None = None   # per-row sample weight (reviewed hard examples); None = all 1
 
     @classmethod
-    def from_transactions(cls, transactions: pd.DataFrame, features: pd.DataFrame) -> "LabelledFeatures":
+    def from_transactions(cls, transactions: pd.DataFrame, features: pd.DataFrame,
+                          weight: np.ndarray | None = None) -> "LabelledFeatures":
         if LABEL not in transactions.columns:
             raise ValueError("training needs a label column")
         return cls(features=features.reset_index(drop=True),
@@ -70,14 +72,22 @@ class LabelledFeatures:
                    amount=transactions[AMOUNT].to_numpy(dtype=np.float64),
                    card_id=transactions[CARD_ID].to_numpy(dtype=object),
                    pattern=(transactions["fraud_pattern"].to_numpy(dtype=object)
-                            if "fraud_pattern" in transactions.columns else None))
+                            if "fraud_pattern" in transactions.columns else None),
+                   weight=None if weight is None else np.asarray(weight, dtype=np.float64))
 
     def rows(self, mask) -> "LabelledFeatures":
         idx = np.flatnonzero(mask)
         return LabelledFeatures(self.features.iloc[idx].reset_index(drop=True),
                                 self.timestamp.iloc[idx].reset_index(drop=True), self.label[idx],
                                 self.label_time.iloc[idx].reset_index(drop=True), self.amount[idx],
-                                self.card_id[idx], None if self.pattern is None else self.pattern[idx])
+                                self.card_id[idx], None if self.pattern is None else self.pattern[idx],
+                                None if self.weight is None else self.weight[idx])
+
+    def sample_weight(self, keep: np.ndarray, weight: np.ndarray | None) -> np.ndarray | None:
+        """``weight`` (of the ``keep`` rows, None = 1) times these rows' own weights."""
+        if self.weight is None:
+            return weight
+        return self.weight[keep] * (1.0 if weight is None else weight)
 
     def days(self) -> np.ndarray:
         return (self.timestamp.dt.floor("D") - self.timestamp.min().floor("D")).dt.days.to_numpy()
@@ -105,7 +115,7 @@ def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int,
         train = data.rows(fold.train.mask(data.timestamp))
         known = labels_known_at(train.label, train.label_time, fold.label_cutoff)
         keep = (known == 1) | (rng.random(len(known)) < rate)
-        weight = np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else None
+        weight = train.sample_weight(keep, np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else None)
         val = data.rows(fold.validation.mask(data.timestamp) & counted)
         if known[keep].sum() == 0 or val.label.sum() == 0:
             raise ValueError(f"fold {fold.train.start.date()}..{fold.validation.end.date()} has no fraud "
