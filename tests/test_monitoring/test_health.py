@@ -144,3 +144,21 @@ def test_drift_on_an_unimportant_feature_alone_is_not_drift():
     health = evaluate_health(log, None, reference, MonitoringConfig(important_features=1), as_of=AS_OF, champion="v1")
     assert health.important_features == ("a",) and health.status == OK
     assert health.feature_psi["b"][date(2026, 7, 1)] > 0.2
+
+
+def test_focal_percentiles_use_a_focal_winners_gamma_and_alpha_else_2_and_0_25():
+    from objectives import FocalLoss
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    margins, labels = rng.normal(-2.0, 2.0, size=n), (rng.uniform(size=n) < 0.1).astype(int)
+    feats, scores = {"a": rng.normal(size=n)}, rng.uniform(size=n)
+    own = reference_for(feats, scores, margins, labels, gamma=1.0, alpha=0.6)["focal"]
+    assert (own["gamma"], own["alpha"]) == (1.0, 0.6) and "own" in own["loss_source"]
+    assert own["p90"] == pytest.approx(np.percentile(FocalLoss(gamma=1.0, alpha=0.6).loss(margins, labels), 90))
+    default = reference_for(feats, scores, margins, labels, gamma=None)["focal"]
+    assert (default["gamma"], default["alpha"]) == (2.0, 0.25) and "not a focal model" in default["loss_source"]
+    loss = FocalLoss(gamma=2.0, alpha=0.25).loss(margins, labels)
+    assert [default[k] for k in ("p50", "p90", "p99")] == pytest.approx(np.percentile(loss, [50, 90, 99]).tolist())
+    p = 1 / (1 + np.exp(-margins))
+    assert default["hard_example_rate"] == pytest.approx(np.mean(np.where(labels == 1, p, 1 - p) < 0.5))

@@ -12,6 +12,7 @@ import pytest
 
 from batch_jobs.cli import main
 from fraud.decisions import read_decisions
+from fraud.models import FOCAL_KINDS
 from fraud.monitoring.psi import bin_shares
 from fraud.monitoring.reference import REFERENCE_FILE, distribution
 from fraud.registry import ModelRegistry, sha256
@@ -63,10 +64,30 @@ def test_the_reference_is_in_the_manifest_and_computed_on_the_calibration_window
     assert reference["score"]["shares"] == pytest.approx(bin_shares(probs, reference["score"]["edges"]).tolist(),
                                                          abs=1e-9)
     focal = reference["focal"]
-    assert {"p50", "p90", "p99", "gamma", "alpha", "loss_source"} <= set(focal)
+    winner = registry.read_json(version, "metrics.json")["winner"]
+    if winner["kind"] in FOCAL_KINDS:  # the winner's own loss, else gamma 2, alpha 0.25
+        assert (focal["gamma"], focal["alpha"]) == (winner["gamma"], winner["alpha"])
+    else:
+        assert (focal["gamma"], focal["alpha"]) == (2.0, 0.25)
     assert focal["p50"] <= focal["p90"] <= focal["p99"]
     assert sum(reference["p_t"]["fraud"]) == pytest.approx(1.0) and sum(reference["p_t"]["legitimate"]) == \
         pytest.approx(1.0)
+
+
+def test_a_baseline_winner_reports_its_losses_under_gamma_2_alpha_0_25(small_transactions, small_features):
+    """The training hook passes a loss only for focal winners (a baseline's gamma 0 is not one)."""
+    from conftest import SMALL_TRAINING
+    from fraud.config import load_config
+    from fraud.training import LabelledFeatures, train
+
+    spec, features = small_features
+    search = {**SMALL_TRAINING["search"], "candidates": ["logistic_xgb"], "max_trials": 1, "max_rounds": 40}
+    result = train(LabelledFeatures.from_transactions(small_transactions, features),
+                   load_config(overrides={**SMALL_TRAINING, "search": search}), spec, progress=False)
+    focal = result.reference["focal"]
+    assert result.reference["model_kind"] == "logistic_xgb" and (focal["gamma"], focal["alpha"]) == (2.0, 0.25)
+    assert "not a focal model" in focal["loss_source"]
+    assert result.reference["window"] == result.summary["served_model"]["calibrated_on"]
 
 
 def _write_log(root, bundle, transactions, features, days, scale_amount: float = 1.0):
