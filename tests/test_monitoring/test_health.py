@@ -162,3 +162,12 @@ def test_focal_percentiles_use_a_focal_winners_gamma_and_alpha_else_2_and_0_25()
     assert [default[k] for k in ("p50", "p90", "p99")] == pytest.approx(np.percentile(loss, [50, 90, 99]).tolist())
     p = 1 / (1 + np.exp(-margins))
     assert default["hard_example_rate"] == pytest.approx(np.mean(np.where(labels == 1, p, 1 - p) < 0.5))
+
+
+def test_an_empty_decision_log_gives_not_enough_data():
+    rng = np.random.default_rng(8)
+    empty = decision_log(DAY, {"a": np.array([]), "b": np.array([])}, np.array([]))
+    health = evaluate_health(empty, None, _reference(rng), CONFIG, as_of=AS_OF, champion="v1")
+    assert health.status == NOT_ENOUGH_DATA and health.scored_rows == 0 and health.labelled_frauds == 0
+    assert health.score_psi is None and health.recall is None and health.daily == ()
+    assert "not enough data: 0 scored rows" in "\n".join(health.lines())
