@@ -18,13 +18,17 @@ from fraud.registry import ModelRegistry
 UNHEALTHY = 3
 
 
-def run_monitor(config: FraudConfig, registry_uri: str | None, labels_uri: str | None, out: str | Path,
+DEFAULT_OUT = Path("runs") / "monitor"  # beside the nightly runs: ignored by git, kept out of the images
+
+
+def run_monitor(config: FraudConfig, registry_uri: str | None, labels_uri: str | None, out: str | Path | None,
                 decisions_uri: str | None = None, as_of=None, day=None, metrics: str = "none",
                 endpoint_url: str | None = None) -> tuple[Health, dict]:
-    """(health, written paths); EMF lines on stdout with ``metrics="emf"``."""
+    """(health, written paths: under ``out``, default runs/monitor/<day>); EMF lines on stdout
+    with ``metrics="emf"``."""
     registry = ModelRegistry.open(registry_uri or config.registry.uri, endpoint_url)
     health, _ = check_health(registry, config.monitoring, labels_uri, decisions_uri, as_of, day, endpoint_url)
-    paths = write_health_report(Path(out), health)
+    paths = write_health_report(Path(out) if out else DEFAULT_OUT / str(health.day), health)
     if metrics == "emf":
         from fraud.storage.metrics import EMFMetricsSink
 
