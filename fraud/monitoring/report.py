@@ -49,7 +49,7 @@ def plot_score_histogram(health: Health, path: Path) -> Path:
     labels = [f"{a:g}-{b:g}" for a, b in zip(hist["edges"][:-1], hist["edges"][1:])]
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar(x - 0.2, hist["reference"], 0.4, label="reference (validation window)", color="#90a4ae")
+    ax.bar(x - 0.2, hist["reference"], 0.4, label="reference (window calibration was fitted on)", color="#90a4ae")
     if hist["now"] is not None:
         ax.bar(x + 0.2, hist["now"], 0.4, label=f"{health.day}", color="#1565c0")
     ax.set_xticks(x, labels, rotation=30, fontsize=8)
