@@ -21,6 +21,7 @@ or bad input (one line on stderr: config, data, registry version, missing champi
     fraud monitor [--decisions URI] [--labels URI] [--out DIR]   drift and recall of the champion; exit 3 unhealthy
     fraud monitor --act         ... and start `fraud train` on a retrain trigger (cooldown, minimum new labels)
     fraud hard-examples --day DATE     the day's hard examples queued for labelling
+    fraud challenger set VERSION [--canary SHARE] | clear | status | promote | check   shadow, canary, exit 3 refused
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def cmd_train(args) -> int:
         result = run_nightly(config, data, registry_uri=args.registry, runs_dir=args.runs,
                              simulate_if_missing=data == DEFAULT_DATA, dask=args.dask, score_latest=not args.no_score,
                              progress=not args.no_progress, config_path=args.config, window=window,
-                             labels_uri=args.labels)
+                             labels_uri=args.labels, hard_examples_uri=args.hard_examples)
     except BaseException:
         _training_metric(False)
         raise
@@ -297,6 +298,14 @@ def cmd_hard_examples(args) -> int:
     return 0
 
 
+def cmd_challenger(args) -> int:
+    """The challenger beside the champion (batch_jobs.challenger); exit 3: promotion refused
+    or the canary rolled back."""
+    from .challenger import cmd_challenger as run
+
+    return run(args, _config(args), os.environ.get("FRAUD_AWS_ENDPOINT_URL"))
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -352,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triggers", default=os.environ.get("FRAUD_TRIGGERS_URI", ".fraud/triggers"),
                    help="the trigger log, a directory or s3:// prefix (default $FRAUD_TRIGGERS_URI, else "
                         ".fraud/triggers)")
+    p.add_argument("--hard-examples", default=os.environ.get("FRAUD_HARD_EXAMPLES_URI"),
+                   help="the hard-example queue whose labelled rows [training] hard_example_weight up-weights "
+                        "(default $FRAUD_HARD_EXAMPLES_URI, else [hard_examples] uri)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("simulate", help="write simulated transactions as daily Parquet partitions")
@@ -437,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "[monitoring] decisions_uri)")
     p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
                    help=f"the label store (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS}); '' for none")
-    p.add_argument("--out", default="monitoring", help="directory for health.json, health.html and the plots")
+    p.add_argument("--out", help="directory for health.json, health.html and the plots (default runs/monitor/<day>)")
     p.add_argument("--as-of", help="evaluate as known at this UTC time (default: now); later labels do not count")
     p.add_argument("--day", help="the UTC day judged, YYYY-MM-DD (default: the day before --as-of)")
     p.add_argument("--metrics", choices=["none", "emf"], default=os.environ.get("FRAUD_MONITOR_METRICS", "none"),
@@ -463,6 +475,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the queue, a directory or s3:// prefix (default $FRAUD_HARD_EXAMPLES_URI, else "
                         "[hard_examples] uri)")
     p.set_defaults(func=cmd_hard_examples)
+
+    p = sub.add_parser("challenger", help="a challenger the API scores beside the champion: set VERSION [--canary "
+                                          "SHARE], clear, status, promote (after its shadow period; exit 3 refused), "
+                                          "check (a canary worse than the champion is rolled back; exit 3)")
+    p.add_argument("action", choices=["set", "clear", "status", "promote", "check"])
+    p.add_argument("version", nargs="?", help="set: the registry version")
+    p.add_argument("--canary", type=float, metavar="SHARE", help="set: the share of transactions (0 < SHARE <= 1) "
+                                                                "the challenger decides (default: shadow, none)")
+    p.add_argument("--reason", help="why, kept in the registry's audit trail")
+    p.add_argument("--decisions", default=os.environ.get("FRAUD_DECISIONS_URI"),
+                   help="the decision log (default $FRAUD_DECISIONS_URI, else [monitoring] decisions_uri)")
+    p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
+                   help=f"the label store (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS})")
+    p.set_defaults(func=cmd_challenger)
 
     p = sub.add_parser("serve", help="run the scoring API locally under uvicorn")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")

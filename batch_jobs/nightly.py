@@ -32,6 +32,7 @@ from fraud.evaluation import known_fraud_card
 from fraud.ablation import ablation
 from fraud.features.available import spec_for_data
 from fraud.features.batch import build_features
+from fraud.hard_examples import hard_example_weights
 from fraud.labels.merge import with_stored_labels
 from fraud.monitoring.reference import REFERENCE_FILE
 from fraud.io import load_transactions
@@ -42,6 +43,7 @@ from fraud.splits import InsufficientDataError, TrainingWindow, check_classes, m
 from fraud.tracking import track_run
 from fraud.training import LabelledFeatures, TrainingResult, train
 
+from .challenger import nightly_step, place_new_version
 from .history import latest_day, partition_path
 from .scoring import score_batch
 
@@ -148,7 +150,8 @@ def _in_window(transactions: pd.DataFrame, window: TrainingWindow, data) -> pd.D
 
 
 def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_missing: bool, dask: str | None,
-                       progress: bool, endpoint_url: str | None, window: TrainingWindow, labels_uri: str | None = None):
+                       progress: bool, endpoint_url: str | None, window: TrainingWindow, labels_uri: str | None = None,
+                       hard_examples_uri: str | None = None):
     """Read and check the data, then (only if it can be trained on) create the run folder,
     build the features and train. Bad or too little data raises ``InputError`` first."""
     if simulate_if_missing and not str(data).startswith("s3://"):
@@ -164,6 +167,8 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
                                     + "; point --data at your transactions. Nothing was written.")
     transactions = with_stored_labels(transactions, labels_uri, window.as_of, endpoint_url)  # feedback, imports
     transactions = _in_window(transactions, window, data)
+    weight = hard_example_weights(transactions["transaction_id"], config.training.hard_example_weight,
+                                  hard_examples_uri or config.hard_examples.uri, labels_uri, window.as_of, endpoint_url)
     split = make_split(transactions["timestamp"], config.split, pd.Timedelta(config.data.label_delay), window.as_of)
     check_classes(split, transactions["timestamp"], transactions["label"].to_numpy(), transactions["label_time"])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,22 +186,24 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
             log.info("[2/6] built %d features for %d rows with Dask in %.1fs", len(spec.names), len(features),
                      time.perf_counter() - step)
             step = time.perf_counter()
-            result = train(LabelledFeatures.from_transactions(transactions, features), config, spec, split,
+            result = train(LabelledFeatures.from_transactions(transactions, features, weight), config, spec, split,
                            progress=progress, fitter=DaskFitter(client))
     else:
         features = build_features(transactions, spec)
         log.info("[2/6] built %d features for %d rows in %.1fs", len(spec.names), len(features),
                  time.perf_counter() - step)
         step = time.perf_counter()
-        result = train(LabelledFeatures.from_transactions(transactions, features), config, spec, split,
+        result = train(LabelledFeatures.from_transactions(transactions, features, weight), config, spec, split,
                        progress=progress)
     log.info("[3/6] trained and compared %d candidates in %.1fs", len(result.summary["candidates"]),
              time.perf_counter() - step)
     result.summary["features"] = {"used": len(spec.names), "dropped": dropped}
+    result.summary["hard_examples"] = {"weight": config.training.hard_example_weight,  # reviewed ones up-weighted
+                                       "weighted_rows": 0 if weight is None else int((weight != 1).sum())}
     if config.report.ablation:
         step = time.perf_counter()
-        result.summary["ablation"] = ablation(LabelledFeatures.from_transactions(transactions, features), config,
-                                              spec, split, result.summary["winner"])
+        result.summary["ablation"] = ablation(LabelledFeatures.from_transactions(transactions, features, weight),
+                                              config, spec, split, result.summary["winner"])
         log.info("ablation: the winner refitted without each feature family in %.1fs", time.perf_counter() - step)
     return transactions, validation, features, spec, result
 
@@ -204,7 +211,8 @@ def _prepare_and_train(config: FraudConfig, data, run_dir: Path, simulate_if_mis
 def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None = None, runs_dir: str | Path = "runs",
                 simulate_if_missing: bool = False, dask: str | None = None, score_latest: bool = True,
                 progress: bool = True, endpoint_url: str | None = None, config_path: str | None = None,
-                window: TrainingWindow | None = None, labels_uri: str | None = None) -> NightlyResult:
+                window: TrainingWindow | None = None, labels_uri: str | None = None,
+                hard_examples_uri: str | None = None) -> NightlyResult:
     """``window``: train as of a past moment and/or on a date range (``fraud train --as-of
     --from --to``); then the newest day is not scored (the model is not today's).
     ``labels_uri``: the label store (``fraud.labels``) whose labels override the data's."""
@@ -226,8 +234,10 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
     ours = not run_dir.exists()
     try:
         transactions, validation, features, spec, result = _prepare_and_train(
-            config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url, window, labels_uri)
+            config, data, run_dir, simulate_if_missing, dask, progress, endpoint_url, window, labels_uri,
+            hard_examples_uri)
         step = time.perf_counter()
+        challenger_step = nightly_step(registry, config, labels_uri, endpoint_url)  # a shadowed challenger first
         champion_before = registry.champion()
         champion_record_before = registry.champion_record()  # when it became champion, for the report
         verdict = gate(result, champion_before, registry, transactions, features, config)
@@ -247,10 +257,13 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
         if remote_runs:
             shutil.rmtree(local_root, ignore_errors=True)
         raise
-    promoted = verdict["decision"] == "promote"
+    # [challenger] shadow_first: a version that passes the gate is shadowed (batch_jobs.challenger), not promoted
+    placement = place_new_version(registry, config, version, verdict["decision"] == "promote", champion_before)
+    summary["challenger"] = {"judged": challenger_step, "new_version": placement}
+    promoted = placement == "promote"
     if promoted:
         registry.promote(version, verdict["reason"])
-    else:
+    elif placement == "keep":
         log.warning("gate kept the champion %s: %s", champion_before, verdict["reason"])
     log.info("[4/6] published version %s (%s) in %.1fs", version, "promoted" if promoted else "not promoted",
              time.perf_counter() - step)

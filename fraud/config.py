@@ -305,6 +305,25 @@ class TrackingConfig(_Section):
     experiment: str = "fraud-nightly"
 
 
+class ChallengerConfig(_Section):
+    """A challenger scored beside the champion (fraud.challenger): what its promotion needs
+    (``fraud challenger promote``, the nightly job) and when a canary is rolled back
+    (``fraud challenger check``)."""
+    min_shadow_days: float = Field(7.0, ge=0)   # days both models scored the traffic before a promotion
+    min_labels: int = Field(200, ge=1)          # labels of shadow-scored transactions before a promotion
+    min_frauds: int = Field(5, ge=1)            # of them frauds (AP and recall need some)
+    average_precision_tolerance: float = Field(0.01, ge=0)  # challenger AP may be this much below the champion's
+    recall_tolerance: float = Field(0.02, ge=0)  # recall at each model's own thresholds, likewise
+    # the nightly job sets a version that passes its gate as the shadow challenger (when none
+    # is set) instead of promoting it; promoted by a later night once the shadow verdict allows
+    shadow_first: bool = False
+    canary_recall_tolerance: float = Field(0.05, ge=0)     # canary-decided recall this far below: rolled back
+    canary_precision_tolerance: float = Field(0.05, ge=0)  # likewise for precision
+    canary_min_labels: int = Field(100, ge=1)   # labelled transactions each side needs before a judgement
+    canary_min_frauds: int = Field(10, ge=1)    # labelled frauds each side needs (recall's denominator)
+    canary_min_flagged: int = Field(10, ge=1)   # labelled reviews + declines each side needs (precision's)
+
+
 class FraudConfig(_Section):
     columns: ColumnMapping = ColumnMapping()
     data: DataConfig = DataConfig()
@@ -321,6 +340,7 @@ class FraudConfig(_Section):
     retrain: RetrainConfig = RetrainConfig()
     training: TrainingConfig = TrainingConfig()
     hard_examples: HardExamplesConfig = HardExamplesConfig()
+    challenger: ChallengerConfig = ChallengerConfig()
 
 
 class ConfigError(ValueError):
