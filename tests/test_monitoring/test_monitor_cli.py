@@ -113,7 +113,8 @@ def _write_log(root, bundle, transactions, features, days, scale_amount: float =
     return txns.assign(decision=decisions)
 
 
-def test_fraud_monitor_on_a_real_registry_and_decision_log(trained, small_transactions, tmp_path, capsys):
+def test_fraud_monitor_on_a_real_registry_and_decision_log(trained, small_transactions, tmp_path, capsys,
+                                                          monkeypatch):
     root, config, registry, bundle, features = trained
     last = small_transactions["timestamp"].max().tz_convert("UTC").floor("D")
     days = [str((last - pd.Timedelta(days=k)).date()) for k in (2, 1)]
@@ -122,15 +123,16 @@ def test_fraud_monitor_on_a_real_registry_and_decision_log(trained, small_transa
 
     def run(out, *extra):
         return main(["--config", str(config), "--registry", str(root / "registry"), "monitor", "--decisions",
-                     str(log_dir), "--labels", str(labels_dir), "--out", str(out), "--day", days[1],
-                     "--as-of", str(last + pd.Timedelta(days=3)), *extra])
+                     str(log_dir), "--labels", str(labels_dir), *(["--out", str(out)] if out else []), "--day",
+                     days[1], "--as-of", str(last + pd.Timedelta(days=3)), *extra])
 
     scored = _write_log(log_dir, bundle, small_transactions, features, days)
     frame = read_decisions(str(log_dir))
     assert len(frame) == len(scored) and {"feature.amount", "margin", "probability"} <= set(frame.columns)
     # the log was written with model_version "unused": no score PSI for the champion
-    assert run(tmp_path / "other") in (0, 3)
-    assert json.loads((tmp_path / "other" / "health.json").read_text())["score_psi"] is None
+    monkeypatch.chdir(tmp_path)
+    assert run(None) in (0, 3)  # default --out: runs/monitor/<day>, beside the nightly runs
+    assert json.loads((tmp_path / "runs" / "monitor" / days[1] / "health.json").read_text())["score_psi"] is None
 
     import shutil
 
