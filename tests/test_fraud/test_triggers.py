@@ -107,3 +107,29 @@ def test_every_decision_is_logged_and_the_cooldown_counts_from_the_last_fired_on
 def test_a_decision_round_trips_its_dict():
     d = decide(["recall", "psi"], {"psi_above": {"a": 0.3}}, "monitor", None, 60, POLICY, NOW)
     assert TriggerDecision.from_dict(d.to_dict()) == d
+
+
+def test_a_real_health_with_a_drifted_important_feature_gives_the_psi_reason():
+    """Against ``fraud.monitoring``'s own Health: the attributes the trigger reads exist and mean
+    what it takes them to mean (a shifted important feature: psi; steady data: nothing)."""
+    import numpy as np
+    import pandas as pd
+
+    from fraud.config import MonitoringConfig
+    from fraud.monitoring.health import evaluate_health
+    from helpers.decision_frames import decision_log, reference_for
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    reference = reference_for({"a": rng.normal(size=n), "b": rng.normal(size=n)}, rng.uniform(size=n),
+                              importance={"a": 0.7, "b": 0.3})
+    config, as_of = MonitoringConfig(min_rows=1000, important_features=0), pd.Timestamp("2026-07-02T03:00:00Z")
+    m = 3000
+    steady = decision_log("2026-07-01", {"a": rng.normal(size=m), "b": rng.normal(size=m)}, rng.uniform(size=m))
+    shifted = decision_log("2026-07-01", {"a": rng.normal(1.0, 1.0, size=m), "b": rng.normal(size=m)},
+                           rng.uniform(size=m))
+    assert conditions(evaluate_health(steady, None, reference, config, as_of=as_of, champion="v1"), POLICY, None,
+                      NOW)[0] == []
+    reasons, figures = conditions(evaluate_health(shifted, None, reference, config, as_of=as_of, champion="v1"),
+                                  POLICY, None, NOW)
+    assert reasons == ["psi"] and list(figures["psi_above"]) == ["a"] and figures["psi_above"]["a"] > 0.2
