@@ -9,7 +9,7 @@ The thresholds mirror ``fraud/defaults/config.toml`` ``[monitoring]`` (infra imp
 the runtime; tests/test_infra checks they agree).
 
 The task's role reads the registry (champion and reference), ``decisions/*`` and
-``labels/*``, lists only those prefixes, and reads the hash key that verifies the
+``labels/*``, lists only the last two (their readers list days), and reads the hash key that verifies the
 registry's manifests; it writes nothing (the report stays in the task; the health goes out
 as metrics and log lines).
 """
@@ -74,9 +74,9 @@ class ModelHealthMonitoring(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadRegistryDecisionsLabels", actions=["s3:GetObject"],
             resources=[bucket.arn_for_objects(f"{p}/*") for p in prefixes]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListRegistryDecisionsLabels", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{p}/*" for p in prefixes]}}))
+        role.add_to_principal_policy(iam.PolicyStatement(  # the reader and the label store list their days
+            sid="ListDecisionsLabels", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{p}/*" for p in (DECISIONS_PREFIX, labels_prefix)]}}))
         role.add_to_principal_policy(iam.PolicyStatement(  # verifies the registry's signed manifests
             sid="ReadHashKey", actions=["secretsmanager:GetSecretValue"], resources=[hash_key_secret.secret_arn]))
         return role

@@ -48,7 +48,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from .config import StageConfig
+from .decision_log import DecisionLogStream
 from .monitoring import DECISIONS_PREFIX, ModelHealthMonitoring
+from .retrain import TRIGGER_ENV, TRIGGERS_PREFIX, RetrainOnAlarm, grant_trigger_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSET_EXCLUDE = [".git", ".venv", "venv", ".whl", ".fraud", "data", "registry", "runs", "cdk.out", "**/cdk.out",
@@ -103,6 +105,9 @@ class FraudScoringStack(cdk.Stack):
                                      master_key=None, enforce_ssl=True)
         if config.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        self.decision_log = DecisionLogStream(  # Firehose -> decisions/date=.../ (infra/decision_log.py)
+            self, "DecisionLog", stream_name=f"{config.prefix}-decisions", bucket=self.bucket,
+            prefix=DECISIONS_PREFIX, log_retention=_retention(config.log_retention_days))
         self.scoring_fn, self.outbox_fn = self._lambdas()
         self.http_api = self._api()
         self.training_task, self.schedule, self.schedule_dlq = self._training()
@@ -113,6 +118,11 @@ class FraudScoringStack(cdk.Stack):
             cluster=self.node.find_child("TrainingCluster"), dead_letter_queue=self.schedule_dlq,
             alarm_topic=self.alarm_topic, namespace=METRICS_NAMESPACE, recall_slo=config.recall_slo,
             log_retention=_retention(config.log_retention_days))
+        self.retrain = RetrainOnAlarm(  # the recall and PSI alarms start training (infra/retrain.py)
+            self, "RetrainOnAlarm", prefix=config.prefix,
+            alarms=[self.monitoring.alarms["recall"], self.monitoring.alarms["feature_psi"]],
+            cluster=self.node.find_child("TrainingCluster"), task_definition=self.training_task,
+            container_name="train", dead_letter_queue=self.schedule_dlq)
         self._alarms_and_dashboard()
         for key, value in config.tags.items():
             cdk.Tags.of(self).add(key, str(value))
@@ -216,6 +226,7 @@ class FraudScoringStack(cdk.Stack):
                "FRAUD_API_KEY_SECRET_ARN": self.api_keys_secret.secret_arn,
                "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn,
                "FRAUD_LABELS_URI": f"s3://{self.bucket.bucket_name}/{LABELS_PREFIX}",
+               "FRAUD_DECISION_LOG_URI": self.decision_log.uri,
                **{f"FRAUD_{name.upper()}_TABLE": table.table_name for name, table in self.tables.items()}}
         log_group = logs.LogGroup(self, "ScoringLogs", retention=_retention(c.log_retention_days),
                                   removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -242,6 +253,7 @@ class FraudScoringStack(cdk.Stack):
         self._grant_runtime(outbox.role, DRAIN_TABLE_ACTIONS, [self.hash_key_secret])
         scoring.role.add_to_principal_policy(iam.PolicyStatement(  # /v1/feedback appends to the label store
             sid="WriteLabels", actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{LABELS_PREFIX}/*")]))
+        self.decision_log.grant_put(scoring.role)  # each request's decision records
         # the HTTP API invokes this alias, so provisioned concurrency (prod) serves the traffic
         self.scoring_alias = lambda_.Alias(
             self, "LiveAlias", alias_name="live", version=scoring.current_version,
@@ -310,6 +322,8 @@ class FraudScoringStack(cdk.Stack):
                 "FRAUD_DATA_URI": f"s3://{self.bucket.bucket_name}/{DATA_PREFIX}",
                 "FRAUD_RUNS_URI": f"s3://{self.bucket.bucket_name}/{RUNS_PREFIX}",
                 "FRAUD_LABELS_URI": f"s3://{self.bucket.bucket_name}/{LABELS_PREFIX}",
+                # the trigger log; runs are the schedule's unless the retrain rule overrides it (infra/retrain.py)
+                "FRAUD_TRIGGERS_URI": f"s3://{self.bucket.bucket_name}/{TRIGGERS_PREFIX}", TRIGGER_ENV: "schedule",
                 "FRAUD_TRAINING_METRICS": "emf", "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 # signs the registry's manifests (the API verifies them with the same key)
                 "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn}
@@ -327,6 +341,7 @@ class FraudScoringStack(cdk.Stack):
             resources=[self.bucket.arn_for_objects(f"{REGISTRY_PREFIX}/*")]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="WriteRunReports", actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{RUNS_PREFIX}/*")]))
+        grant_trigger_log(role, self.bucket)  # a triggered start checks the cooldown and records its decision
         # Unconditioned: S3 answers a GET of a missing key (the first night's champion.json, a
         # new version's manifest) with 404 only to a caller allowed to list the bucket, and
         # with 403 to anyone else; a GET carries no s3:prefix for a condition to match.
@@ -516,6 +531,10 @@ class FraudScoringStack(cdk.Stack):
                                       for d in ("approve", "review", "decline")},
                                    "expected": self._metric("ExpectedReviewShare", "Average", 60)}),
                 c.review_rate_multiple, GT),
+            "decision_log": self._alarm("DecisionLogFailures",
+                                        "Decision records did not reach the decision log (Firehose failed or timed "
+                                        "out); scoring went on. Runbook: README 'Decision log'.",
+                                        self._metric("DecisionLogFailures"), 0, GT),
             "training_dlq": self._alarm("TrainingScheduleFailures", "The scheduler could not start the training task.",
                                         self.schedule_dlq.metric_approximate_number_of_messages_visible(
                                             period=cdk.Duration.minutes(5), statistic="Maximum"), 0, GT),
@@ -541,6 +560,8 @@ class FraudScoringStack(cdk.Stack):
             cw.GraphWidget(title="Review queue health", width=12,
                            left=[self._metric("OutboxPending", "Maximum"), self._metric("ReviewSendFailures")],
                            right=[self.review_dlq.metric_approximate_number_of_messages_visible()]),
+            cw.GraphWidget(title="Decision log failures (records lost)", width=12,
+                           left=[self._metric("DecisionLogFailures")]),
             cw.AlarmStatusWidget(title="Alarms", width=24, alarms=list(self.alarms.values())),
         )
         dashboard.add_widgets(*self.monitoring.widgets(c.recall_slo))
@@ -590,7 +611,8 @@ class FraudScoringStack(cdk.Stack):
                 "permissions, so '*' is the only resource they can be granted on.")
             object_prefixes(function.role, REGISTRY_PREFIX)
         object_prefixes(self.scoring_fn.role, LABELS_PREFIX)
-        object_prefixes(self.training_task.task_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX)
+        object_prefixes(self.training_task.task_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX,
+                        TRIGGERS_PREFIX)
         ecr_token = ("ecr:GetAuthorizationToken supports no resource-level permissions (the registry token is "
                      "account-wide); the image pulls themselves are limited to the CDK container-assets repository.")
         ack(policy(self.training_task.execution_role), "IAM5[Resource::*]", ecr_token)
@@ -608,15 +630,19 @@ class FraudScoringStack(cdk.Stack):
         ack(resource(self.training_task), "ECS2",
             "The container environment holds only S3 URIs of the stack's data bucket, metrics settings and the ARN "
             "of the hash-key secret (a name, not its value: the job reads the value from Secrets Manager).")
+        cluster = self.resolve(self.node.find_child("TrainingCluster").cluster_name)["Ref"]
+        ack(policy(self.retrain.role), f"IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:*:task/<{cluster}>/*]",
+            "ecs:TagResource on the tasks the retrain rule starts, in the training cluster only: RunTask tags the "
+            "task it launches, whose id ECS generates, so the tasks of that one cluster are named by pattern.")
         ack(resource(self.schedule_dlq), "SQS3",
-            "This queue is itself a dead-letter queue: the nightly schedules' target DLQ (set in the schedule's "
-            "DeadLetterConfig, which cdk-nag does not follow), alarmed on when not empty.")
+            "This queue is itself a dead-letter queue: the nightly schedules' and the retrain rule's target DLQ (set "
+            "in their DeadLetterConfig, which cdk-nag does not follow), alarmed on when not empty.")
         for route in self.health_routes:
             ack(resource(route), "APIG4",
                 "GET /v1/health is open on purpose for uptime probes; it returns only the status, the serving "
                 "model version and the outbox backlog count, no transaction, card or customer data.")
         if self.gpu_queue is not None:
-            object_prefixes(self.gpu_job_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX)
+            object_prefixes(self.gpu_job_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX, TRIGGERS_PREFIX)
             ack(policy(self.gpu_container.execution_role), "IAM5[Resource::*]", ecr_token)
             ack(resource(self.gpu_compute_environment.node.find_child("InstanceProfileRole")),
                 "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",

@@ -460,6 +460,121 @@ def test_fraud_monitor_runs_nightly_with_a_role_that_only_reads_registry_decisio
     get = next(s for s in statements if s["Action"] == "s3:GetObject")
     assert sorted(r["Fn::Join"][1][-1] for r in get["Resource"]) == ["/decisions/*", "/labels/*", "/registry/*"]
     listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
-    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["decisions/*", "labels/*", "registry/*"]
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["decisions/*", "labels/*"]
     secret = next(s for s in statements if s["Action"] == "secretsmanager:GetSecretValue")
     assert "HashKeySecret" in json.dumps(secret["Resource"]) and "ApiKeys" not in json.dumps(secret["Resource"])
+
+
+def test_decision_log_firehose_least_privilege_and_alarm(dev):
+    """The scoring role may only PutRecordBatch on the decision stream; Firehose's role may
+    write objects only under decisions/ and decision-errors/; a lost record alarms."""
+    streams = dev.find_resources("AWS::KinesisFirehose::DeliveryStream")
+    assert len(streams) == 1
+    (stream_id, stream), = streams.items()
+    props = stream["Properties"]
+    assert props["DeliveryStreamName"] == "fraud-dev-decisions" and props["DeliveryStreamType"] == "DirectPut"
+    assert props["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
+    s3 = props["ExtendedS3DestinationConfiguration"]
+    assert s3["Prefix"] == "decisions/date=!{timestamp:yyyy-MM-dd}/"
+    assert s3["ErrorOutputPrefix"].startswith("decision-errors/!{firehose:error-output-type}/")
+    assert s3["BucketARN"]["Fn::GetAtt"][0].startswith("DataBucket") and s3["CompressionFormat"] == "GZIP"
+    assert s3["BufferingHints"] == {"IntervalInSeconds": 300, "SizeInMBs": 64}
+    dev.has_resource_properties("AWS::Lambda::Function", {"FunctionName": "fraud-dev-score", "Environment": {
+        "Variables": Match.object_like({"FRAUD_DECISION_LOG_URI": "firehose://fraud-dev-decisions"})}})
+
+    firehose_grants = [(policy, actions, resources) for policy, actions, resources in _statements(dev)
+                       if any(a.startswith("firehose:") for a in actions)]
+    assert len(firehose_grants) == 1  # nobody else may put to (or manage) the stream
+    policy, actions, resources = firehose_grants[0]
+    assert policy["Properties"]["Roles"][0]["Ref"].startswith("ScoringFunctionServiceRole")
+    assert actions == ["firehose:PutRecordBatch"] and resources == [{"Fn::GetAtt": [stream_id, "Arn"]}]
+
+    role_id = props["ExtendedS3DestinationConfiguration"]["RoleARN"]["Fn::GetAtt"][0]
+    role = dev.find_resources("AWS::IAM::Role")[role_id]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "firehose.amazonaws.com"},
+        "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": "AWS::AccountId"}}}}]
+    delivery = [(actions, resources) for policy, actions, resources in _statements(dev)
+                if {"Ref": role_id} in policy["Properties"]["Roles"]]
+    writes = [(a, r) for actions, resources in delivery for a in actions if a.startswith("s3:") and
+              ("Put" in a or "Delete" in a or "Abort" in a) for r in resources]
+    assert sorted((a, r["Fn::Join"][1][-1]) for a, r in writes) == [
+        ("s3:AbortMultipartUpload", "/decision-errors/*"), ("s3:AbortMultipartUpload", "/decisions/*"),
+        ("s3:PutObject", "/decision-errors/*"), ("s3:PutObject", "/decisions/*")]
+    others = sorted(a for actions, _ in delivery for a in actions if a not in {w for w, _ in writes})
+    assert others == ["logs:PutLogEvents", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    for actions, resources in delivery:  # bucket-level reads on the bucket itself, the log on its stream
+        if "s3:ListBucket" in actions:
+            assert resources == [{"Fn::GetAtt": [s3["BucketARN"]["Fn::GetAtt"][0], "Arn"]}]
+        if "logs:PutLogEvents" in actions:
+            assert ":log-stream:" in json.dumps(resources)
+
+    alarms = {a["Properties"]["AlarmName"]: (k, a["Properties"])
+              for k, a in dev.find_resources("AWS::CloudWatch::Alarm").items()}
+    alarm_id, alarm = alarms["fraud-dev-DecisionLogFailures"]
+    assert (alarm["MetricName"], alarm["Namespace"], alarm["Statistic"], alarm["Period"]) == (
+        "DecisionLogFailures", "FraudScoring", "Sum", 300)
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["EvaluationPeriods"] == 1 and alarm["Dimensions"] == [{"Name": "service", "Value": "fraud-scoring"}]
+    assert "AlarmTopic" in json.dumps(alarm["AlarmActions"])
+    body = json.dumps(dev.find_resources("AWS::CloudWatch::Dashboard"))
+    assert "Decision log failures" in body and alarm_id in body  # a graph, and in the alarm status widget
+
+
+def test_recall_and_psi_alarms_start_the_training_task_through_the_cooldown(dev):
+    """An EventBridge rule on the monitored recall and feature-PSI alarms entering ALARM runs
+    the nightly training task with FRAUD_TRAINING_TRIGGER=alarm:<name> (the job applies the
+    cooldown); its role may run that task definition, on that cluster, and pass its two roles."""
+    from batch_jobs.retrain import TRIGGER_DETAIL_ENV, TRIGGER_ENV, _alarm_reason
+
+    rules = dev.find_resources("AWS::Events::Rule", {"Properties": {"Name": "fraud-dev-retrain-on-alarm"}})
+    (rule,) = rules.values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.cloudwatch"] and pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+    assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
+    alarms = dev.find_resources("AWS::CloudWatch::Alarm")
+    watched = {alarms[r["Fn::GetAtt"][0]]["Properties"]["AlarmName"] for r in pattern["resources"]}
+    assert watched == {"fraud-dev-MonitoredRecallBelowSLO", "fraud-dev-FeaturePSIAboveThreshold"}
+    assert sorted(_alarm_reason(name) for name in watched) == ["psi", "recall"]   # the job knows why
+    (target,) = rule["Properties"]["Targets"]
+    assert target["EcsParameters"]["TaskDefinitionArn"]["Ref"].startswith("TrainingTask")
+    assert target["EcsParameters"]["LaunchType"] == "FARGATE" and target["Arn"]["Fn::GetAtt"][0].startswith(
+        "TrainingCluster")
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("TrainingScheduleDLQ")
+    overrides = json.loads(target["InputTransformer"]["InputTemplate"].replace(
+        "<detail-state-reason>", '"reason"'))["containerOverrides"]
+    assert overrides == [{"name": "train", "environment": [
+        {"name": TRIGGER_ENV, "value": "alarm:<detail-alarmName>"}, {"name": TRIGGER_DETAIL_ENV, "value": "reason"}]}]
+    assert target["InputTransformer"]["InputPathsMap"] == {"detail-alarmName": "$.detail.alarmName",
+                                                          "detail-state-reason": "$.detail.state.reason"}
+
+    role = target["RoleArn"]["Fn::GetAtt"][0]
+    policies = [p for p in dev.find_resources("AWS::IAM::Policy").values()
+                if {"Ref": role} in p["Properties"]["Roles"]]
+    assert len(policies) == 1 and "ManagedPolicyArns" not in dev.find_resources("AWS::IAM::Role")[role]["Properties"]
+    statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
+    by_action = {}
+    for s in statements:
+        by_action.setdefault(s["Action"], []).append(s)
+    assert set(by_action) == {"ecs:RunTask", "ecs:TagResource", "iam:PassRole"}
+    (run,) = by_action["ecs:RunTask"]
+    assert run["Resource"]["Ref"].startswith("TrainingTask")
+    assert run["Condition"]["ArnEquals"]["ecs:cluster"]["Fn::GetAtt"][0].startswith("TrainingCluster")
+    (task,) = dev.find_resources("AWS::ECS::TaskDefinition", {"Properties": {
+        "Family": "fraud-dev-nightly-training"}}).values()
+    assert {s["Resource"]["Fn::GetAtt"][0] for s in by_action["iam:PassRole"]} == {
+        task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0], task["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]}
+    assert len(by_action["iam:PassRole"]) == 2
+    (tag,) = by_action["ecs:TagResource"]
+    assert tag["Resource"]["Fn::Join"][1][-1] == "/*" and tag["Resource"]["Fn::Join"][1][-2]["Ref"].startswith(
+        "TrainingCluster")
+
+    # the job: a scheduled run by default, the trigger log under triggers/ read and written
+    dev.has_resource_properties("AWS::ECS::TaskDefinition", {"Family": "fraud-dev-nightly-training",
+                                                            "ContainerDefinitions": [Match.object_like({
+        "Environment": Match.array_with([{"Name": TRIGGER_ENV, "Value": "schedule"}])})]})
+    training = next(p for name, p in dev.find_resources("AWS::IAM::Policy").items()
+                    if name.startswith("TrainingTaskTaskRole"))
+    (log,) = [s for s in training["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ReadWriteTriggerLog"]
+    assert sorted(log["Action"]) == ["s3:GetObject", "s3:PutObject"] and log["Resource"]["Fn::Join"][1][-1] == \
+        "/triggers/*"
