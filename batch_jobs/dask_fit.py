@@ -3,7 +3,11 @@ with the focal objective (each worker evaluates it on its own partitions).
 
 The trained model comes back as the same local classifier the single-process path
 produces, so calibration, thresholds, the registry and the API do not know the
-difference. LightGBM's Dask API has no early stopping: it trains the configured number
+difference. A fold is either in-memory (``FoldData``: converted with ``dd.from_pandas``)
+or already on the workers (``batch_jobs.dask_train.DaskFold``: Dask collections plus the
+weighted class totals, all the driver needs for the starting margin, the hessian scale and
+the class weights, which depend on the labels only through those totals). The returned
+candidate scores a Dask DataFrame on the workers (``DaskCandidate``). LightGBM's Dask API has no early stopping: it trains the configured number
 of rounds. Use through ``DaskFitter(client)`` as the ``fitter`` of ``fraud.training.train``.
 The search's per-fit monitor (pruning, the trial's time cap) runs in the training loop,
 which here is on the workers: a Dask fit is neither pruned nor cut short, and the search's
@@ -33,11 +37,55 @@ def _to_dask(client, X, y=None, w=None, partitions: int = 4):
     import dask.array as da
     import dask.dataframe as dd
 
+    if isinstance(X, dd.DataFrame):  # already on the workers
+        return X, y, w
     Xd = dd.from_pandas(X.reset_index(drop=True), npartitions=partitions)
     chunks = tuple(Xd.map_partitions(len).compute())
     yd = None if y is None else da.from_array(np.asarray(y, dtype=np.float32), chunks=(chunks,))
     wd = None if w is None else da.from_array(np.asarray(w, dtype=np.float32), chunks=(chunks,))
     return Xd, yd, wd
+
+
+def _margin_of(part, model: Candidate):
+    import pandas as pd
+
+    return pd.Series(model.margin(part) if len(part) else np.zeros(0), index=part.index, dtype=np.float64)
+
+
+class DaskCandidate(Candidate):
+    """A fitted candidate that scores a Dask DataFrame on the workers (and anything else
+    in process); ``local()`` is the plain ``Candidate`` to save or ship."""
+
+    def local(self) -> Candidate:
+        plain = Candidate.__new__(Candidate)
+        plain.__dict__.update(self.__dict__)
+        return plain
+
+    def margin(self, X) -> np.ndarray:
+        import dask.dataframe as dd
+
+        if isinstance(X, dd.DataFrame):
+            return X.map_partitions(_margin_of, self.local(), meta=(None, np.float64)).compute().to_numpy()
+        return super().margin(X)
+
+
+def class_totals(fold) -> tuple[np.ndarray, np.ndarray]:
+    """Two rows, (legitimate, fraud), weighted by the fold's class totals: every function
+    of the labels the fit needs (starting margin, hessian scale, class weights) sees the
+    same numbers as on all the rows."""
+    if hasattr(fold, "totals"):
+        neg, pos = fold.totals
+    else:
+        y = np.asarray(fold.y_train)
+        w = np.ones(y.shape[0]) if fold.w_train is None else np.asarray(fold.w_train, dtype=np.float64)
+        neg, pos = float(w[y == 0].sum()), float(w[y == 1].sum())
+    return np.array([0, 1]), np.array([neg, pos], dtype=np.float64)
+
+
+def _val_labels(fold):
+    """The validation labels as the eval set needs them: on the workers for a ``DaskFold``."""
+    on_workers = getattr(fold, "y_val_dask", None)
+    return fold.y_val if on_workers is None else on_workers
 
 
 class DaskFitter:
@@ -48,22 +96,23 @@ class DaskFitter:
         self.partitions = partitions or max(2, len(client.scheduler_info()["workers"]))
 
     def __call__(self, cand: Candidate, fold: FoldData, monitor=None) -> Candidate:
-        if cand.kind == "focal_lgbm":
-            return self._fit_lightgbm(cand, fold)
-        return self._fit_xgboost(cand, fold)
+        fitted = self._fit_lightgbm(cand, fold) if cand.kind == "focal_lgbm" else self._fit_xgboost(cand, fold)
+        fitted.__class__ = DaskCandidate
+        return fitted
 
     def _fit_xgboost(self, cand: Candidate, fold: FoldData) -> Candidate:
-        p = cand.params = cand.params.for_fold(cand.kind, fold.y_train, fold.w_train)  # cb_focal_xgb: its alpha
+        y2, w2 = class_totals(fold)
+        p = cand.params = cand.params.for_fold(cand.kind, y2, w2)  # cb_focal_xgb: its alpha
         Xd, yd, wd = _to_dask(self.client, fold.X_train, fold.y_train, fold.w_train, self.partitions)
-        Xv, yv, _ = _to_dask(self.client, fold.X_val, fold.y_val, None, self.partitions)
+        Xv, yv, _ = _to_dask(self.client, fold.X_val, _val_labels(fold), None, self.partitions)
         dtrain = xgb.dask.DaskDMatrix(self.client, Xd, yd, weight=wd)
         dval = xgb.dask.DaskDMatrix(self.client, Xv, yv)
         base = {"max_depth": p.max_depth, "eta": p.learning_rate, "tree_method": "hist", "seed": cand.seed,
                 "subsample": p.subsample, "colsample_bytree": p.colsample_bytree, "lambda": p.reg_lambda}
         if cand.kind in FOCAL_KINDS:
             loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
-            init = loss.init_margin(fold.y_train, fold.w_train)
-            base["min_child_weight"] = focal_hessian_scale(p, fold.y_train, fold.w_train) * p.min_child_weight_scale
+            init = loss.init_margin(y2, w2)
+            base["min_child_weight"] = focal_hessian_scale(p, y2, w2) * p.min_child_weight_scale
             params, obj, metric = focal_booster_params(loss, init, base), XGBoostObjective(loss), XGBoostMetric(loss)
             if p.gamma_end is not None:  # each worker counts its own calls: one per round
                 obj = ScheduledObjective(obj, GammaSchedule(p.gamma, p.gamma_end, p.n_estimators),
@@ -89,8 +138,7 @@ class DaskFitter:
             params = {**base, "objective": "binary:logistic", "eval_metric": "aucpr",
                       "min_child_weight": p.min_child_weight_scale}
             if cand.kind == "weighted_logistic_xgb":
-                w = np.ones(len(fold.y_train)) if fold.w_train is None else fold.w_train
-                params["scale_pos_weight"] = float(w[fold.y_train == 0].sum() / max(w[fold.y_train == 1].sum(), 1e-9))
+                params["scale_pos_weight"] = float(w2[0] / max(w2[1], 1e-9))
             out = xgb.dask.train(self.client, params, dtrain, num_boost_round=p.n_estimators, evals=[(dval, "eval_0")],
                                  early_stopping_rounds=cand.early_stopping_rounds, verbose_eval=False)
             est = xgb.XGBClassifier()
@@ -107,13 +155,12 @@ class DaskFitter:
         import lightgbm as lgb
 
         p = cand.params
+        y2, w2 = class_totals(fold)
         loss = make_loss(2, p.gamma, p.alpha, "floor", 1e-16)
-        init = loss.init_margin(fold.y_train, fold.w_train)
+        init = loss.init_margin(y2, w2)
         Xd, yd, wd = _to_dask(self.client, fold.X_train, fold.y_train, fold.w_train, self.partitions)
-        import dask.array as da
-
-        init_d = da.full(yd.shape, float(init), chunks=yd.chunks)
-        mcw = 1e-3 * hessian_scale(loss, fold.y_train, fold.w_train) * p.min_child_weight_scale
+        init_d = yd * 0.0 + float(init)
+        mcw = 1e-3 * hessian_scale(loss, y2, w2) * p.min_child_weight_scale
         model = lgb.DaskLGBMClassifier(client=self.client, objective=LightGBMSklearnObjective(loss), n_estimators=p.n_estimators,
                                        learning_rate=p.learning_rate, max_depth=p.max_depth,
                                        num_leaves=2 ** p.max_depth - 1, min_sum_hessian_in_leaf=mcw,
