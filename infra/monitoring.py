@@ -98,7 +98,17 @@ class ModelHealthMonitoring(Construct):
             return made
 
         rows, frauds = self.metric("ScoredRows"), self.metric("LabelledFrauds")
-        return {
+        # every run emits ScoredRows (0 on a quiet day): none for 26 h means the monitor did not run
+        missing = cw.Alarm(self, "MonitorRunMissing", alarm_name=f"{prefix}-MonitorRunMissing",
+                           alarm_description="No fraud monitor health in 26 hours: drift and recall are not watched. "
+                                             "Runbook: README 'Monitoring'.",
+                           metric=cw.Metric(namespace=self.namespace, metric_name="ScoredRows", statistic="SampleCount",
+                                            period=cdk.Duration.hours(26),
+                                            dimensions_map={"service": MONITOR_SERVICE}),
+                           threshold=1, evaluation_periods=1, comparison_operator=lt,
+                           treat_missing_data=cw.TreatMissingData.BREACHING)
+        missing.add_alarm_action(cw_actions.SnsAction(topic))
+        return {"missing": missing,
             "score_psi": alarm("ScorePSIAboveThreshold",
                                f"The champion's score distribution moved (PSI > {PSI_THRESHOLD}) on a day with at "
                                f"least {MIN_ROWS} scored rows. Runbook: README 'Monitoring'.",

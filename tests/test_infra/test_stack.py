@@ -432,6 +432,11 @@ def test_model_health_alarms_judge_only_days_with_enough_data(dev):
     assert expression == "IF(frauds >= 30, FILL(recall, 1), 1)"
     assert metrics == {"frauds": "LabelledFrauds", "recall": "PolicyRecall"}
     assert props["Threshold"] == 0.7 and props["ComparisonOperator"] == "LessThanThreshold"
+    missing = by_name["fraud-dev-MonitorRunMissing"]  # no health at all: the monitor did not run
+    assert (missing["MetricName"], missing["Statistic"], missing["Period"], missing["TreatMissingData"]) == (
+        "ScoredRows", "SampleCount", 93600, "breaching")
+    assert missing["Threshold"] == 1 and missing["ComparisonOperator"] == "LessThanThreshold"
+    assert missing["Dimensions"] == [{"Name": "service", "Value": "fraud-monitoring"}]
     body = json.dumps(dev.find_resources("AWS::CloudWatch::Dashboard"))
     for panel in ("Drift per night (fraud monitor)", "Recall from labels (fraud monitor)", "Model health alarms"):
         assert panel in body
