@@ -197,6 +197,8 @@ class ModelRegistry:
         if previous == version:
             log.info("%s: %s is the champion already; nothing changed", action, version)
             return False
+        if not self.store.exists(CHALLENGER):  # an explicit "none": S3 answers the API (no s3:ListBucket) 403 for
+            self.store.put(CHALLENGER, json.dumps({"version": None, "action": "none"}).encode())  # a missing key
         record = {"version": version, "previous": previous, "at": _now().isoformat(), "reason": reason,
                   "action": action}
         self.store.put(f"events/{_now():%Y%m%dT%H%M%S.%fZ}-{action}-{version}.json",

@@ -37,6 +37,7 @@ class ModelHolder:
         self.manifest = registry.manifest(version)
         self.challenger: Challenger | None = None
         self._challenger_record: dict | None = None
+        self._pointer_error: str | None = None
         self._refresh_challenger()
         self._checked = time.monotonic()
         log.info("serving model %s from %s", version, registry.uri)
@@ -78,9 +79,12 @@ class ModelHolder:
         try:
             record = self.registry.challenger()
         except Exception as exc:  # noqa: BLE001 - the pointer cannot be read now: keep what we have
-            log.error("could not read the challenger pointer (keeping %s): %s",
-                      self.challenger.version if self.challenger else "none", exc)
+            if str(exc) != self._pointer_error:  # once per distinct failure, not every recheck
+                log.error("could not read the challenger pointer (keeping %s): %s",
+                          self.challenger.version if self.challenger else "none", exc)
+            self._pointer_error = str(exc)
             return
+        self._pointer_error = None
         current = self.challenger
         if record is None or record["version"] == self.version:
             if current is not None:

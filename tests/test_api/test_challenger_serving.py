@@ -233,3 +233,19 @@ def test_a_challenger_on_other_features_is_ignored(local_settings, pair, payload
     container = service(local_settings, registry, history)
     assert container.holder.challenger is None and "features differ" in caplog.text
     assert container.scoring.score(txns[0], "r").model_version == registry.champion()
+
+
+def test_an_unreadable_pointer_keeps_the_challenger_and_is_logged_once(local_settings, pair, payloads, monkeypatch,
+                                                                        caplog):
+    registry, challenger = pair
+    history, txns = payloads
+    registry.set_challenger(challenger, "canary", 1.0, reason="all")
+    container = service(local_settings, registry, history, recheck_s=0)
+
+    def denied():
+        raise PermissionError("AccessDenied")
+
+    monkeypatch.setattr(container.holder.registry, "challenger", denied)
+    for i in range(3):
+        assert container.scoring.score(txns[i], "r").model_version == challenger
+    assert caplog.text.count("could not read the challenger pointer") == 1

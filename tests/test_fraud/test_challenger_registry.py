@@ -83,3 +83,11 @@ def test_promoting_the_challenger_clears_its_pointer(registry, small_training):
     third = reg.publish(small_training.bundle)
     reg.promote(third, "a third")
     assert reg.challenger()["version"] == champion
+
+
+def test_a_promotion_leaves_an_explicit_no_challenger_pointer(registry):
+    """The API's role may not list the bucket: S3 answers its GET of a missing key 403, not
+    404, so the pointer exists (naming no version) from the first promotion on."""
+    reg, _, _ = registry
+    assert json.loads((reg.store.root / "challenger.json").read_text())["version"] is None
+    assert reg.challenger() is None
