@@ -1,6 +1,6 @@
 """Scoring API performance: in process, cold start, and over HTTP.
 
-    python bench/scoring.py [--model-kind focal_xgb]
+    python bench/scoring.py [--model-kind focal_xgb] [--only score-batch | --challenger]
 
 1. In process, the app's own work for one transaction (validation, features from the
    in-memory store, model, reasons, routing), p50/p99, against the raw model predict of
@@ -15,6 +15,9 @@
    use) and with it. Target <= 1.5 s.
 4. Over HTTP: uvicorn on loopback, a bounded number of requests at a few concurrency
    levels; requests per second, p99 and errors.
+
+5. ``--challenger`` (alone): the cost of a challenger beside the champion, the one-transaction
+   latency with none, one in shadow and a 10 % canary, on the same transactions in turn.
 
 A small model is trained first on simulated data (about a minute), so the bench needs
 nothing but this repository.
@@ -154,6 +157,55 @@ def in_process(data: pd.DataFrame, registry: ModelRegistry) -> dict:
             "batch_vs_raw": (1000 / batch_s) / (len(rows) / raw_batch_s)}
 
 
+def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, rounds: int = 3) -> dict:
+    """One transaction through the service with no challenger, a shadow challenger (a second
+    model of the same kind, another seed) and a 10 % canary: the same transactions, each
+    scored by the three services in turn (the machine's load hits all three alike), p50/p99."""
+    from lambda_handler.container import build_container
+    from lambda_handler.schemas import Transaction
+    from lambda_handler.settings import Settings
+
+    sim_config = load_config(overrides={"split": {"train_days": 30, "validation_days": 7, "test_days": 7,
+                                                  "prequential_folds": 1},
+                                        "search": {"candidates": [kind], "max_trials": 1, "time_budget_s": 60,
+                                                   "seed": 1}})
+    from fraud.validation import Validator
+
+    valid, _ = Validator(sim_config.columns, sim_config.data.label_delay.total_seconds()).validate(data, 0)
+    spec = FeatureSpec.default(sim_config.features, sim_config.columns)
+    other = train(LabelledFeatures.from_transactions(valid, build_features(valid, spec)), sim_config, spec,
+                  progress=False)
+    version = registry.publish(other.bundle)
+    cut = data["timestamp"].max().normalize()
+    payloads = [Transaction.model_validate(p) for p in requests_of(data[data["timestamp"] >= cut]
+                                                                   .sort_values("timestamp"))][:1500]
+    services = {}
+    for label, pointer in (("none", None), ("shadow", ("shadow", 0.0)), ("canary_10pct", ("canary", 0.1))):
+        if pointer is None:
+            registry.clear_challenger("bench")
+        else:
+            registry.set_challenger(version, *pointer, reason="bench")
+        container = build_container(Settings(registry_uri=registry.uri, metrics="off", api_key_hashes=""))
+        assert (container.holder.challenger is None) == (pointer is None)
+        container.online.load_history(data[data["timestamp"] < cut])
+        services[label] = container.scoring
+    registry.clear_challenger("bench done")
+    times = {label: [] for label in services}
+    for r in range(rounds):  # each round scores fresh ids (a repeated id would be a replay)
+        for i, txn in enumerate(payloads):
+            fresh = txn.model_copy(update={"transaction_id": f"{txn.transaction_id}-r{r}"})
+            for label, scoring in services.items():
+                start = time.perf_counter()
+                scoring.score(fresh, "bench")
+                if i >= 50:  # warm-up
+                    times[label].append(time.perf_counter() - start)
+    out = {label: percentiles(t) for label, t in times.items()}
+    for label in ("shadow", "canary_10pct"):
+        out[f"{label}_extra_p50_ms"] = out[label]["p50_ms"] - out["none"]["p50_ms"]
+        out[f"{label}_extra_p99_ms"] = out[label]["p99_ms"] - out["none"]["p99_ms"]
+    return out
+
+
 def cold_start(registry: ModelRegistry, runs: int = 5) -> dict:
     code = ("import sys,time\n{block}t=time.perf_counter()\nimport lambda_handler.app as a\n"
             "print(time.perf_counter()-t, a.container.holder.version)")
@@ -290,9 +342,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--model-kind", default="focal_xgb", choices=["focal_xgb", "focal_lgbm"])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", choices=["score-batch"], help="run only this part")
+    parser.add_argument("--challenger", action="store_true",
+                        help="run only the one-transaction latency without a challenger, with one in shadow and "
+                             "with a 10 %% canary")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data, registry = prepare(Path(tmp), args.model_kind)
+        if args.challenger:
+            results = {"model_kind": args.model_kind, "challenger": challenger_cost(data, registry, args.model_kind)}
+            c = results["challenger"]
+            print("one transaction in process, " + "; ".join(
+                f"{label}: p50 {c[label]['p50_ms']:.2f} ms, p99 {c[label]['p99_ms']:.2f} ms"
+                for label in ("none", "shadow", "canary_10pct"))
+                  + f" (shadow adds {c['shadow_extra_p50_ms']:+.2f} ms at p50, {c['shadow_extra_p99_ms']:+.2f} ms "
+                    f"at p99; {c['none']['n']} transactions each)")
+            write_json(args.json, results)
+            return results
         results = {"model_kind": args.model_kind, "score_batch": score_batch_file(data, registry, Path(tmp))}
         if not args.only:
             results.update(in_process=in_process(data, registry), cold_start=cold_start(registry),
