@@ -26,7 +26,8 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from fraud.monitoring.triggers import (RetrainPolicy, TriggerDecision, conditions, decide, open_trigger_log)
+from fraud.monitoring.triggers import (RetrainPolicy, TriggerDecision, conditions, decide, lost_claim,
+                                       open_trigger_log)
 from fraud.validation import InputError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,21 @@ def _now(now) -> datetime:
     return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
 
 
+def _at(decision: TriggerDecision | None) -> datetime | None:
+    return datetime.fromisoformat(decision.at).astimezone(timezone.utc) if decision else None
+
+
+def _judge(trigger_log, last: TriggerDecision | None, reasons, figures: dict, source: str, config,
+           labels_uri: str | None, now: datetime, endpoint_url: str | None) -> TriggerDecision:
+    """Decide, claim the start when it fires (not the schedule's: never held back), record."""
+    decision = decide(reasons, figures, source, _at(last), new_labels_since(labels_uri, _at(last), endpoint_url),
+                      RetrainPolicy.from_config(config), now)
+    if decision.fired and "schedule" not in decision.reasons and not trigger_log.claim(last, decision):
+        decision = lost_claim(decision)
+    trigger_log.append(decision)
+    return decision
+
+
 @dataclass
 class Acted:
     decision: TriggerDecision
@@ -67,12 +83,9 @@ def act(health, config, *, triggers_uri: str, labels_uri: str | None, train_argv
     """Judge ``health`` (``fraud.monitoring``), record the decision, start training when it fires."""
     now = _now(now)
     trigger_log = open_trigger_log(triggers_uri, endpoint_url)
-    policy = RetrainPolicy.from_config(config)
-    last = trigger_log.last_start()
-    reasons, figures = conditions(health, policy, last, now)
-    decision = decide(reasons, figures, "monitor", last, new_labels_since(labels_uri, last, endpoint_url), policy,
-                      now)
-    trigger_log.append(decision)
+    last = trigger_log.last_fired()
+    reasons, figures = conditions(health, RetrainPolicy.from_config(config), _at(last), now)
+    decision = _judge(trigger_log, last, reasons, figures, "monitor", config, labels_uri, now, endpoint_url)
     log.info("retrain trigger: %s (%s)", decision.outcome, decision.message)
     if not decision.fired:
         return Acted(decision, None)
@@ -96,13 +109,9 @@ def admit_training_start(trigger: str | None, config, *, triggers_uri: str, labe
         reasons, source = [_alarm_reason(trigger[len("alarm:"):])], trigger
     else:
         raise InputError(f"--trigger {trigger!r}: give schedule, alarm:<alarm name> or decision:<id>")
-    now = _now(now)
     trigger_log = open_trigger_log(triggers_uri, endpoint_url)
-    last = trigger_log.last_start()
-    figures = {"alarm_reason": detail} if detail else {}
-    decision = decide(reasons, figures, source, last, new_labels_since(labels_uri, last, endpoint_url),
-                      RetrainPolicy.from_config(config), now)
-    trigger_log.append(decision)
+    decision = _judge(trigger_log, trigger_log.last_fired(), reasons, {"alarm_reason": detail} if detail else {},
+                      source, config, labels_uri, _now(now), endpoint_url)
     log.info("training started by %s: %s (%s)", trigger, decision.outcome, decision.message)
     return decision
 

@@ -18,6 +18,9 @@ alarm expects it), is suppressed (``decide``) by
 Every decision, fired, suppressed or quiet, with its reasons and the numbers behind them, is
 appended to the trigger log (``TriggerLog``: JSON Lines per UTC day, locally or on S3, the
 shape of ``fraud.labels.store``); the cooldown counts from the newest fired decision in it.
+Triggers that fire together (the recall and PSI alarms breach on the same night's metrics)
+each claim the start after the last one (``TriggerLog.claim``): one wins, the others are
+recorded as held back by the cooldown.
 Pure logic and JSON only: importable without pandas.
 """
 
@@ -26,13 +29,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from datetime import date, datetime, timedelta, timezone
 from typing import Protocol
 
-from fraud.storage.blob import BlobStore, open_blob_store
+from fraud.storage.blob import BlobStore, S3BlobStore, open_blob_store
 
 REASONS = ("recall", "psi", "schedule")
 PARTITION = "date="
@@ -154,6 +159,12 @@ def decide(reasons: Sequence[str], figures: dict, source: str, last_start: datet
     return TriggerDecision(at, source, reasons, "fired", None, figures, "retrain: " + ", ".join(reasons))
 
 
+def lost_claim(decision: TriggerDecision) -> TriggerDecision:
+    """``decision`` (fired) held back: a concurrent trigger claimed the start first."""
+    return replace(decision, outcome="suppressed", suppressed_by="cooldown",
+                   message="a concurrent trigger claimed the retrain after the last start")
+
+
 def _line(record: dict) -> str:
     return json.dumps(record, separators=(",", ":"), sort_keys=True, default=str)
 
@@ -169,10 +180,21 @@ class TriggerLog(ABC):
     def read(self) -> list[TriggerDecision]:
         """Every decision, oldest first."""
 
+    def last_fired(self) -> TriggerDecision | None:
+        """The newest fired decision (a retrain start)."""
+        fired = [d for d in self.read() if d.fired]
+        return max(fired, key=lambda d: _utc(d.at)) if fired else None
+
     def last_start(self) -> datetime | None:
-        """When the newest fired decision (a retrain start) was made."""
-        fired = [_utc(d.at) for d in self.read() if d.fired]
-        return max(fired) if fired else None
+        """When the newest fired decision was made."""
+        last = self.last_fired()
+        return _utc(last.at) if last else None
+
+    @abstractmethod
+    def claim(self, last: TriggerDecision | None, decision: TriggerDecision) -> bool:
+        """Be the one start after ``last`` (the newest start when ``decision`` was judged):
+        True for the first claim, False for any later one. Two alarms firing together start
+        two tasks that both read the same last start; only the claimer trains."""
 
 
 class BlobTriggerLog(TriggerLog):
@@ -201,13 +223,37 @@ class BlobTriggerLog(TriggerLog):
     def read(self) -> list[TriggerDecision]:
         return self._decisions(k for keys in self._days().values() for k in keys)
 
-    def last_start(self) -> datetime | None:
+    def last_fired(self) -> TriggerDecision | None:
         """Newest day first, stopping at the first day with a start: one day read, not the log."""
         for day, keys in sorted(self._days().items(), reverse=True):
-            fired = [_utc(d.at) for d in self._decisions(keys) if d.fired]
+            fired = [d for d in self._decisions(keys) if d.fired]
             if fired:
-                return max(fired)
+                return max(fired, key=lambda d: _utc(d.at))
         return None
+
+    def claim(self, last: TriggerDecision | None, decision: TriggerDecision) -> bool:
+        """Create ``claims/after-<last id>.json`` if absent: locally O_EXCL, on S3 a
+        conditional PUT (``If-None-Match: *``), both atomic."""
+        key = f"claims/after-{last.id if last else 'none'}.json"
+        data = (_line(decision.to_dict()) + "\n").encode()
+        if isinstance(self.blobs, S3BlobStore):
+            full = f"{self.blobs.prefix}/{key}" if self.blobs.prefix else key
+            try:
+                self.blobs.s3.put_object(Bucket=self.blobs.bucket, Key=full, Body=data, IfNoneMatch="*")
+            except self.blobs.s3.exceptions.ClientError as exc:
+                if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+            return True
+        path = Path(self.blobs.root) / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
 
 
 def open_trigger_log(uri: str, endpoint_url: str | None = None) -> TriggerLog:

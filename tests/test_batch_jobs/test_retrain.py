@@ -126,6 +126,8 @@ def test_an_alarm_out_of_cooldown_with_new_labels_trains_once(tmp_path, train_ca
 
 def test_the_schedule_trains_within_the_cooldown_and_is_recorded_as_a_start(tmp_path, train_calls):
     started_hours_ago(tmp_path, 1)
+    log = open_trigger_log(str(tmp_path / "triggers"))
+    assert log.claim(log.last_fired(), log.last_fired())   # an alarm's task claimed the next start: no matter
     assert train(tmp_path, "schedule") == 1 and len(train_calls) == 1
     log = open_trigger_log(str(tmp_path / "triggers"))
     assert [d.outcome for d in log.read()] == ["fired", "fired"]
@@ -161,3 +163,16 @@ def test_monitor_act_passes_its_options_to_the_training_it_starts(tmp_path, monk
     assert got[got.index("--labels") + 1] == str(tmp_path / "labels") and got[-2] == "--trigger"
     assert main(argv) == 3 and len(started) == 1   # within the cooldown: recorded, not started
     assert main(argv[:5] + argv[6:]) == 3 and len(open_trigger_log(str(tmp_path / "triggers")).read()) == 2  # no --act
+
+
+def test_of_two_alarms_firing_together_one_trains(tmp_path, train_calls):
+    """Both tasks read the same last start; the one that claims the start after it second is
+    held back (recorded as the cooldown's), even before the first has recorded its decision."""
+    started_hours_ago(tmp_path, 30)
+    add_labels(str(tmp_path / "labels"), [f"t{i}" for i in range(50)], NOW - timedelta(hours=1))
+    log = open_trigger_log(str(tmp_path / "triggers"))
+    other = decide(["psi"], {}, "alarm:fraud-dev-FeaturePSIAboveThreshold", log.last_start(), 50, RetrainPolicy(), NOW)
+    assert log.claim(log.last_fired(), other)            # the PSI alarm's task got there first
+    assert train(tmp_path, "alarm:fraud-dev-MonitoredRecallBelowSLO") == 0 and train_calls == []
+    last = log.read()[-1]
+    assert (last.reasons, last.suppressed_by) == (("recall",), "cooldown") and "concurrent" in last.message

@@ -133,3 +133,12 @@ def test_a_real_health_with_a_drifted_important_feature_gives_the_psi_reason():
     reasons, figures = conditions(evaluate_health(shifted, None, reference, config, as_of=as_of, champion="v1"),
                                   POLICY, None, NOW)
     assert reasons == ["psi"] and list(figures["psi_above"]) == ["a"] and figures["psi_above"]["a"] > 0.2
+
+
+def test_one_claim_wins_per_last_start(trigger_log):
+    first = decide(["recall"], {}, "alarm:a", None, 60, POLICY, NOW)
+    second = decide(["psi"], {}, "alarm:b", None, 60, POLICY, NOW)
+    assert trigger_log.claim(None, first) is True
+    assert trigger_log.claim(None, second) is False       # a concurrent trigger read the same (no) last start
+    assert trigger_log.claim(first, second) is True       # the next start after the first one
+    assert trigger_log.read() == []                       # claims are not decisions
