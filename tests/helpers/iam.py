@@ -81,7 +81,7 @@ def _as_list(value) -> list:
 
 # Services whose calls moto authorises against resource "*" (it only passes a resource for
 # S3, SQS, IAM and STS): a statement naming ARNs would never match there.
-MOTO_STAR_RESOURCE_SERVICES = ("dynamodb", "secretsmanager", "cloudwatch")
+MOTO_STAR_RESOURCE_SERVICES = ("dynamodb", "secretsmanager", "cloudwatch", "firehose")
 
 
 def for_moto(statements: list[dict]) -> list[dict]:
@@ -116,7 +116,7 @@ def read_calls(path: Path) -> list[dict]:
 
 def required(call: dict, arns: dict[str, str]) -> list[tuple[str, str, dict]]:
     """(action, resource ARN, request context) that AWS authorises for one recorded call.
-    ``arns`` maps table names, queue URLs and secret names to their ARNs."""
+    ``arns`` maps table names, queue URLs, secret names and delivery stream names to their ARNs."""
     service, op, p = call["service"], call["operation"], call["params"]
     if op in _NO_PERMISSION:
         return []
@@ -146,6 +146,8 @@ def required(call: dict, arns: dict[str, str]) -> list[tuple[str, str, dict]]:
         return [(f"sqs:{op}", arns[p["QueueUrl"]], {})]
     if service == "secretsmanager" and op in ("GetSecretValue", "PutSecretValue", "DescribeSecret"):
         return [(f"secretsmanager:{op}", arns.get(p["SecretId"], p["SecretId"]), {})]
+    if service == "firehose" and op in ("PutRecord", "PutRecordBatch"):
+        return [(f"firehose:{op}", arns[p["DeliveryStreamName"]], {})]
     if service == "cloudwatch" and op == "PutMetricData":
         return [("cloudwatch:PutMetricData", "*", {})]
     raise NotImplementedError(f"{service}:{op} is new to the IAM test: add how AWS authorises it")

@@ -8,7 +8,7 @@ principal against moto's server with IAM enforcement on.
     scoring API under uvicorn                  as the scoring function role
       API key made by `fraud api-key create`, score, replay, batch, lists, feedback (into
       the label store the nightly job reads, after an operator's `fraud labels import`),
-      review messages, champion reload
+      review messages, decision records (Firehose to decisions/), champion reload
     outbox drain handler                       as the drain function role
 
 Two checks per principal. moto refuses any call whose action the principal lacks (its
@@ -19,7 +19,7 @@ per-item actions, 404s on S3 needing ListBucket), and every granted action on ev
 must have been needed by some call (least privilege), except the few listed below with
 the failure path that needs them.
 
-Card numbers: after the flow, nothing in DynamoDB, SQS or the API's log holds the card
+Card numbers: after the flow, nothing in DynamoDB, SQS, the decision log or the API's log holds the card
 number or a plain hash of it; its state key is the HMAC under the key in Secrets Manager.
 """
 
@@ -165,6 +165,20 @@ def _create_resources(moto: Moto, template: dict) -> tuple[dict, dict, dict]:
                 value = json.loads(props["SecretString"])
             arn = sm.create_secret(Name=props["Name"], SecretString=json.dumps(value))["ARN"]
             refs[logical], arns[arn], secret_values[props["Name"]] = {"Ref": arn}, arn, value
+    firehose = moto.client("firehose")
+    for logical, resource in template["Resources"].items():  # after the buckets they deliver to
+        if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream":
+            props = resource["Properties"]
+            name, destination = props["DeliveryStreamName"], props["ExtendedS3DestinationConfiguration"]
+            firehose.create_delivery_stream(
+                DeliveryStreamName=name, DeliveryStreamType=props["DeliveryStreamType"],
+                ExtendedS3DestinationConfiguration={
+                    "BucketARN": refs[destination["BucketARN"]["Fn::GetAtt"][0]]["Arn"],
+                    "RoleARN": f"arn:aws:iam::{iam.ACCOUNT}:role/{logical}", "Prefix": destination["Prefix"],
+                    "ErrorOutputPrefix": destination["ErrorOutputPrefix"]})
+            arn = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"][
+                "DeliveryStreamARN"]
+            refs[logical], arns[name] = {"Ref": name, "Arn": arn}, arn
     return refs, arns, secret_values
 
 
@@ -292,6 +306,12 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         log = tmp_path / "training-calls.jsonl"
         _run(["-m", "batch_jobs.cli", "--config", "small.toml", "train", "--no-progress"],
              training.run_env(moto, log), 600, work)
+        # a recall alarm right after (the retrain rule's override, infra/retrain.py): the job reads the trigger
+        # log, finds the night's start within the cooldown, records that and exits 0 without training
+        held = _run(["-m", "batch_jobs.cli", "--config", "small.toml", "train", "--no-progress"],
+                    training.run_env(moto, log, FRAUD_TRAINING_TRIGGER="alarm:fraud-dev-MonitoredRecallBelowSLO"),
+                    120, work)
+        assert "not training: a retrain started" in held.stdout
         _check_calls(training, log, arns)
         deployed_key = Pseudonymizer(secret_values["fraud-dev/hash-key"]["hash_key"].encode())
         registry = ModelRegistry(S3BlobStore(BUCKET, "registry", s3_client=s3), keys=deployed_key)
@@ -331,7 +351,10 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
             server = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "lambda_handler.app:app", "--port", str(port)],
                 # the simulated history ends in February: its state counts as fresh for ten years here
-                env=scoring.run_env(moto, log, FRAUD_CHAMPION_RECHECK_S="1", FRAUD_STATE_MAX_AGE_S=str(10 * 365 * 86400)),
+                # (and a Firehose call may take 5 s here: moto on a loaded test machine; the 0.3 s bound
+                # of the scoring path is tested in tests/test_api/test_decision_log.py)
+                env=scoring.run_env(moto, log, FRAUD_CHAMPION_RECHECK_S="1", FRAUD_STATE_MAX_AGE_S=str(10 * 365 * 86400),
+                                    FRAUD_DECISION_LOG_TIMEOUT_S="5"),
                 cwd=work, stdout=out,
                 stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
@@ -374,7 +397,18 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         finally:
             server.terminate()
             server.wait(20)
-        _check_calls(scoring, log, arns)
+        calls = _check_calls(scoring, log, arns)
+        # the decision log: one PutRecordBatch per request that scored something fresh (four single
+        # scores, the batch, the blocked card, the nightly model's; the replay none), delivered by
+        # Firehose to decisions/ (moto delivers at once, leaving the prefix's !{timestamp} as text)
+        assert scoring.env["FRAUD_DECISION_LOG_URI"] == "firehose://fraud-dev-decisions"
+        assert len([c for c in calls if c["operation"] == "PutRecordBatch"]) == 7
+        decisions = b"".join(s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+                             for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="decisions/")["Contents"])
+        logged = [json.loads(line) for line in decisions.splitlines()]
+        assert sorted(r["transaction_id"] for r in logged) == [f"iam-{i}" for i in range(9)]
+        assert {r["decision"] for r in logged if r["transaction_id"] in {f"iam-{i}" for i in range(7)}} == {"review"}
+        assert next(r for r in logged if r["transaction_id"] == "iam-7")["override"] == "block:card"
         reviews = _receive_all(moto.client("sqs"), scoring.env["FRAUD_REVIEW_QUEUE_URL"])
         assert sorted(m["transaction_id"] for m in reviews) == [f"iam-{i}" for i in range(7)]
 
@@ -395,7 +429,7 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         assert [m["transaction_id"] for m in _receive_all(moto.client("sqs"), drain.env["FRAUD_REVIEW_QUEUE_URL"])] \
             == ["iam-pending"]
 
-        _assert_card_number_unrecoverable(moto, template, secret_values, server_log, reviews)
+        _assert_card_number_unrecoverable(moto, template, secret_values, server_log, reviews, decisions)
     finally:
         moto.stop()
 
@@ -409,7 +443,8 @@ def _receive_all(sqs, url: str) -> list[dict]:
     return out
 
 
-def _assert_card_number_unrecoverable(moto, template, secret_values, server_log: Path, reviews) -> None:
+def _assert_card_number_unrecoverable(moto, template, secret_values, server_log: Path, reviews,
+                                      decisions: bytes) -> None:
     """Everything stored or logged: no card number, no unkeyed hash of it; the state key is
     the HMAC under the deployed key."""
     db = moto.client("dynamodb")
@@ -418,7 +453,7 @@ def _assert_card_number_unrecoverable(moto, template, secret_values, server_log:
         if resource["Type"] == "AWS::DynamoDB::Table":
             for page in db.get_paginator("scan").paginate(TableName=resource["Properties"]["TableName"]):
                 dumped += page["Items"]
-    stored = json.dumps(dumped) + json.dumps(reviews) + server_log.read_text()
+    stored = json.dumps(dumped) + json.dumps(reviews) + server_log.read_text() + decisions.decode()
     plain = [PAN, PAN[-8:], hashlib.sha256(PAN.encode()).hexdigest()[:16],
              hashlib.sha256(f"fraud-scoring:{PAN}".encode()).hexdigest()[:16]]
     assert [p for p in plain if p in stored] == []

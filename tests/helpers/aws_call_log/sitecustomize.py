@@ -9,7 +9,8 @@ import json
 import os
 
 _LOG = os.environ.get("FRAUD_TEST_AWS_CALL_LOG")
-_NAMING = ("TableName", "IndexName", "Bucket", "Key", "Prefix", "QueueUrl", "SecretId", "Name", "Namespace")
+_NAMING = ("TableName", "IndexName", "Bucket", "Key", "Prefix", "QueueUrl", "SecretId", "Name", "Namespace",
+           "DeliveryStreamName")
 
 if _LOG:
     import botocore.client
