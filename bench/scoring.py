@@ -157,10 +157,11 @@ def in_process(data: pd.DataFrame, registry: ModelRegistry) -> dict:
             "batch_vs_raw": (1000 / batch_s) / (len(rows) / raw_batch_s)}
 
 
-def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, rounds: int = 3) -> dict:
+def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, workdir: Path, rounds: int = 3) -> dict:
     """One transaction through the service with no challenger, a shadow challenger (a second
     model of the same kind, another seed) and a 10 % canary: the same transactions, each
-    scored by the three services in turn (the machine's load hits all three alike), p50/p99."""
+    scored by the three services in turn (the machine's load hits all three alike), p50/p99.
+    Each service writes its decision log (the record carries the shadow score) under ``workdir``."""
     from lambda_handler.container import build_container
     from lambda_handler.schemas import Transaction
     from lambda_handler.settings import Settings
@@ -185,7 +186,8 @@ def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, roun
             registry.clear_challenger("bench")
         else:
             registry.set_challenger(version, *pointer, reason="bench")
-        container = build_container(Settings(registry_uri=registry.uri, metrics="off", api_key_hashes=""))
+        container = build_container(Settings(registry_uri=registry.uri, metrics="off", api_key_hashes="",
+                                             decision_log_uri=str(workdir / "decisions" / label)))
         assert (container.holder.challenger is None) == (pointer is None)
         container.online.load_history(data[data["timestamp"] < cut])
         services[label] = container.scoring
@@ -200,6 +202,11 @@ def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, roun
                 if i >= 50:  # warm-up
                     times[label].append(time.perf_counter() - start)
     out = {label: percentiles(t) for label, t in times.items()}
+    from fraud.decisions import read_decisions
+
+    logged = read_decisions(workdir / "decisions" / "shadow")
+    out["shadow_log_rows_with_challenger_score"] = int((logged["shadow_model_version"] == version).sum())
+    out["shadow_log_rows"] = int(len(logged))
     for label in ("shadow", "canary_10pct"):
         out[f"{label}_extra_p50_ms"] = out[label]["p50_ms"] - out["none"]["p50_ms"]
         out[f"{label}_extra_p99_ms"] = out[label]["p99_ms"] - out["none"]["p99_ms"]
@@ -349,7 +356,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data, registry = prepare(Path(tmp), args.model_kind)
         if args.challenger:
-            results = {"model_kind": args.model_kind, "challenger": challenger_cost(data, registry, args.model_kind)}
+            results = {"model_kind": args.model_kind, "challenger": challenger_cost(data, registry, args.model_kind,
+                                                                                    Path(tmp))}
             c = results["challenger"]
             print("one transaction in process, " + "; ".join(
                 f"{label}: p50 {c[label]['p50_ms']:.2f} ms, p99 {c[label]['p99_ms']:.2f} ms"

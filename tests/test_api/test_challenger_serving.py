@@ -12,7 +12,6 @@ import pytest
 
 from fraud.pseudonym import Pseudonymizer
 from fraud.registry import ModelRegistry
-from lambda_handler import challenger as challenger_module
 from lambda_handler.challenger import Challenger, answer_rows, canary_draw, decided_by_challenger
 from lambda_handler.container import build_container
 from lambda_handler.schemas import Transaction
@@ -249,3 +248,32 @@ def test_an_unreadable_pointer_keeps_the_challenger_and_is_logged_once(local_set
     for i in range(3):
         assert container.scoring.score(txns[i], "r").model_version == challenger
     assert caplog.text.count("could not read the challenger pointer") == 1
+
+
+def test_the_decision_log_carries_both_scores_for_the_verdicts(local_settings, pair, payloads, tmp_path, spy):
+    """API -> decision log -> read_decisions -> the pairs the promotion verdict compares: each
+    model's own probability, whichever decided (canary rows flip which is on top)."""
+    from fraud.challenger import shadow_pairs
+    from fraud.decisions import read_decisions
+
+    registry, challenger = pair
+    history, txns = payloads
+    champion = registry.champion()
+    registry.set_challenger(challenger, "canary", 0.5, reason="half")
+    container = service(local_settings.model_copy(update={"decision_log_uri": str(tmp_path / "decisions")}),
+                        registry, history)
+    score_all(container, txns[:40])
+    logged = read_decisions(tmp_path / "decisions").set_index("transaction_id")
+    assert len(logged) == 40
+    for txn, answer in zip(txns[:40], spy):
+        row = logged.loc[txn.transaction_id]
+        assert (row["decided_by"], row["model_version"]) == (answer.decided_by, answer.model_version)
+        assert row["shadow_model_version"] == (challenger if answer.decided_by == "champion" else champion)
+        assert row["shadow_probability"] == pytest.approx(answer.shadow["probability"], rel=1e-12)
+    assert set(logged["decided_by"]) == {"champion", "challenger"}
+    pairs = shadow_pairs(logged.reset_index(), champion, challenger).set_index("transaction_id")
+    for txn, answer in zip(txns[:40], spy):
+        sides = {answer.decided_by: answer.probability,
+                 "challenger" if answer.decided_by == "champion" else "champion": answer.shadow["probability"]}
+        assert pairs.loc[txn.transaction_id, "champion"] == pytest.approx(sides["champion"], rel=1e-12)
+        assert pairs.loc[txn.transaction_id, "challenger"] == pytest.approx(sides["challenger"], rel=1e-12)

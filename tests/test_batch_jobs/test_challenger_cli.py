@@ -43,9 +43,9 @@ def cli(env, *args) -> int:
 
 def write_log(env, days: float, n: int, challenger_noise: float, canary_catch: float | None = None,
               labelled: float = 1.0, seed: int = 0) -> None:
-    """The decision log and label store replaced by: n transactions scored over ``days`` from START, 10 % fraud, both scores logged. With
-    ``canary_catch``: every other one decided by the challenger, which flags a fraud with that
-    probability (the champion: 0.8)."""
+    """The decision log and label store replaced by: n transactions scored over ``days`` from
+    START, 10 % fraud, both scores logged. With ``canary_catch``: every other one decided by
+    the challenger, which flags a fraud with that share (the champion: 0.8)."""
     reg, champion, other, tmp = env
     rng = np.random.default_rng(seed)
     y = (rng.random(n) < 0.1).astype(int)
