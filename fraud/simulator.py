@@ -118,7 +118,7 @@ class TransactionSimulator:
     def __init__(self, n_customers=5000, n_terminals=2000, start_date="2026-01-01", seed=42,
                  label_delay_days=7.0, compromise_rate=0.3, takeover_rate=3.0,
                  card_testing_rate=1.5, night_burst_rate=2.0, unreported_fraud=0.05,
-                 false_report_rate=2e-4, basic_columns=False, drift_day: int | None = None):
+                 false_report_rate=2e-4, basic_columns=False, drift_day: int | None = None, shard: int | None = None):
         self.n_customers = n_customers
         self.n_terminals = n_terminals
         self.start = pd.Timestamp(start_date, tz="UTC")
@@ -132,6 +132,10 @@ class TransactionSimulator:
         self.false_report_rate = false_report_rate
         self.basic_columns = basic_columns
         self.drift_day = drift_day
+        # shard k of a population split across processes: its own ids (card, terminal,
+        # transaction) and file name, so shards write side by side into the same days
+        self.shard = shard
+        self._prefix = "" if shard is None else f"S{shard:03d}-"
         self.rng = np.random.default_rng(seed)
         self.pop = make_population(n_customers, n_terminals, self.rng)
         self._compromised: dict[int, int] = {}  # terminal -> last compromised day
@@ -248,10 +252,10 @@ class TransactionSimulator:
         stamp = self.start + pd.to_timedelta(t, unit="s")
         online = pop.term_online[term]
         frame = pd.DataFrame({
-            "transaction_id": [f"T{day:04d}{i:06d}" for i in range(n)],
+            "transaction_id": [f"T{self._prefix}{day:04d}{i:06d}" for i in range(n)],
             "timestamp": stamp,
-            "card_id": [f"C{c:06d}" for c in cust],
-            "terminal_id": [f"M{m:05d}" for m in term],
+            "card_id": [f"C{self._prefix}{c:06d}" for c in cust],
+            "terminal_id": [f"M{self._prefix}{m:05d}" for m in term],
             "amount": np.round(np.maximum(df["amount"].to_numpy(), 0.5), 2),
             "currency": "EUR",
             "channel": np.where(online, "ecom", "pos"),
@@ -272,7 +276,10 @@ class TransactionSimulator:
             yield d, self.day(d)
 
     def write(self, directory: str | Path, n_days: int, progress: bool = True) -> list[Path]:
-        """Write ``date=YYYY-MM-DD/part-0.parquet`` partitions; returns the files written.
+        """Write ``date=YYYY-MM-DD/part-0.parquet`` partitions (``part-<shard>`` for a shard);
+        returns the files written. One day is in memory at a time (plus the frauds
+        scheduled for later days), so any number of days fits; for more rows a day than
+        one process should hold or generate, run shards (``bench/scale.py``).
 
         Each partition is written to a temporary name and renamed, so an interrupted run
         never leaves a half-written day behind.
@@ -284,8 +291,9 @@ class TransactionSimulator:
             date = (self.start + pd.Timedelta(days=d)).strftime("%Y-%m-%d")
             part_dir = directory / f"date={date}"
             part_dir.mkdir(exist_ok=True)
-            path = part_dir / "part-0.parquet"
-            tmp = part_dir / ".part-0.parquet.tmp"
+            name = f"part-{self.shard or 0}.parquet"
+            path = part_dir / name
+            tmp = part_dir / f".{name}.tmp"
             frame.to_parquet(tmp, index=False)
             tmp.replace(path)
             written.append(path)
