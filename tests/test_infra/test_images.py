@@ -259,6 +259,12 @@ def test_lambda_handlers_run_from_the_serving_image_alone(python312, serving_tar
 
     assert result["drain"] == {"sent": 0, "failed": 0, "pending": 0}
     assert '"_aws"' in stdout and "FraudScoring" in stdout  # EMF metrics through Powertools, from the image
+    # the decision log, written without pandas or pyarrow (the local default: .fraud/decisions in the cwd)
+    from fraud.decisions import read_decisions
+
+    logged = read_decisions(tmp_path / ".fraud" / "decisions")
+    assert list(logged["transaction_id"]) == [TXN["transaction_id"]]
+    assert logged["probability"][0] == body["probability"] and logged["model_version"][0] == champion
 
 
 # -- the nightly job, from the training image's packages alone -----------------------------
