@@ -176,3 +176,14 @@ def test_of_two_alarms_firing_together_one_trains(tmp_path, train_calls):
     assert train(tmp_path, "alarm:fraud-dev-MonitoredRecallBelowSLO") == 0 and train_calls == []
     last = log.read()[-1]
     assert (last.reasons, last.suppressed_by) == (("recall",), "cooldown") and "concurrent" in last.message
+
+
+def test_monitor_act_exits_1_when_the_training_it_started_failed(tmp_path, monkeypatch, capsys):
+    import batch_jobs.monitor as monitor
+
+    monkeypatch.setattr(monitor, "run_monitor", lambda *a, **k: (sick(), {"html": "h.html"}))
+    add_labels(str(tmp_path / "labels"), [f"t{i}" for i in range(60)], NOW - timedelta(hours=1))
+    monkeypatch.setattr(retrain, "start_training", lambda argv: 1)
+    assert main(["monitor", "--act", "--out", str(tmp_path / "m"), "--labels", str(tmp_path / "labels"),
+                 "--triggers", str(tmp_path / "triggers")]) == 1
+    assert "retrain: fired" in capsys.readouterr().out
