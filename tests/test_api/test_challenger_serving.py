@@ -216,6 +216,9 @@ def test_the_pointer_is_followed_on_the_recheck(local_settings, pair, payloads):
     assert container.holder.challenger is None
     registry.set_challenger(challenger, "canary", 1.0, reason="now")
     assert container.scoring.score(txns[0], "r").model_version == challenger
+    registry.set_challenger(challenger, "shadow", reason="back to shadow")  # same version, another mode
+    assert container.scoring.score(txns[2], "r").model_version == registry.champion()
+    assert container.holder.challenger.mode == "shadow"
     registry.clear_challenger("enough")
     assert container.scoring.score(txns[1], "r").model_version == registry.champion()
     assert container.holder.challenger is None
