@@ -18,6 +18,7 @@ or bad input (one line on stderr: config, data, registry version, missing champi
     fraud state load --history SRC [--since DATE] [--features-table NAME]   online feature state from history
     fraud state catch-up --history SRC --features-table NAME   what the lake holds beyond the state's watermark
     fraud labels import FILE|s3://bucket/drop/ [--store URI]    labels for training (all checked, then stored)
+    fraud decisions compact [--root DIR]   the local decision log's closed days into Parquet
     fraud monitor [--decisions URI] [--labels URI] [--out DIR]   drift and recall of the champion; exit 3 unhealthy
     fraud monitor --act         ... and start `fraud train` on a retrain trigger (cooldown, minimum new labels)
     fraud hard-examples --day DATE     the day's hard examples queued for labelling
@@ -441,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),
                    help=f"the label store (default $FRAUD_LABELS_URI, else {DEFAULT_LABELS})")
     p.set_defaults(func=cmd_labels)
+
+    from .decision_log import add_parser as add_decisions_parser
+
+    add_decisions_parser(sub)  # fraud decisions compact
 
     p = sub.add_parser("monitor", help="the champion's health: drift of the decision log against its reference, "
                                        "recall from the labels known so far; exit 3 when unhealthy")
