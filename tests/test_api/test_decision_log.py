@@ -194,3 +194,25 @@ def test_the_setting_picks_the_log(local_settings):
                                                "http://127.0.0.1:9"}), telemetry).log
     assert isinstance(hose, FirehoseDecisionLog) and hose.stream == "s"
     assert hose.firehose.meta.config.read_timeout == 0.3 and hose.firehose.meta.config.retries["total_max_attempts"] == 1
+
+
+def test_the_failure_metric_is_the_one_the_alarm_watches(local_settings):
+    """EMF as the API prints it: DecisionLogFailures under the stack's namespace with the
+    service dimension alone (the alarm's metric), the value the count of records lost."""
+    import io
+
+    pytest.importorskip("aws_cdk")
+    from fraud.storage.metrics import EMFMetricsSink
+    from infra.stack import METRICS_NAMESPACE, SERVICE
+    from lambda_handler.decision_log import DecisionRecorder
+    from lambda_handler.telemetry import Telemetry
+
+    stream = io.StringIO()
+    recorder = DecisionRecorder(BrokenLog(), Telemetry(EMFMetricsSink(local_settings.metrics_namespace,
+                                                                      local_settings.service_name, stream)))
+    recorder.write([{"transaction_id": "a"}, {"transaction_id": "b"}, {"transaction_id": "c"}])
+    (blob,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (directive,) = blob["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == METRICS_NAMESPACE and directive["Dimensions"] == [["service"]]
+    assert blob["service"] == SERVICE and blob["DecisionLogFailures"] == [3.0]
+    assert directive["Metrics"] == [{"Name": "DecisionLogFailures", "Unit": "Count"}]
