@@ -1,0 +1,40 @@
+"""What the Dask training path keeps of a fold's rows in the driver is enough: the class
+totals give the fit the same numbers as every row, and the down-sampling does not depend
+on how the rows are partitioned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from batch_jobs.dask_fit import class_totals
+from fraud.features.dask_table import row_uniform
+from fraud.models import HyperParams, focal_hessian_scale
+from fraud.search import FoldData
+from objectives.class_balanced import class_balanced_alpha
+from objectives.sklearn import make_loss
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_class_totals_give_the_fit_the_same_numbers_as_all_rows(weighted):
+    rng = np.random.default_rng(3)
+    y = (rng.random(5000) < 0.03).astype(np.int8)
+    w = np.where(y == 1, 1.0, 1 / 0.2) if weighted else None
+    y2, w2 = class_totals(FoldData(None, y, w, None, None))
+    loss = make_loss(2, 2.0, 0.25, "floor", 1e-16)
+    assert loss.init_margin(y2, w2) == pytest.approx(loss.init_margin(y, w), rel=1e-12)
+    params = HyperParams(gamma=2.0, alpha=0.25)
+    assert focal_hessian_scale(params, y2, w2) == pytest.approx(focal_hessian_scale(params, y, w), rel=1e-9)
+    assert class_balanced_alpha(y2, 0.999, w2) == pytest.approx(class_balanced_alpha(y, 0.999, w), rel=1e-12)
+
+
+def test_down_sampling_draws_do_not_depend_on_the_partitioning():
+    ids = pd.Series([f"T{i:08d}" for i in range(20000)], dtype="string")
+    whole = row_uniform(ids, seed=7)
+    parts = np.concatenate([row_uniform(ids.iloc[i:i + 3000], seed=7) for i in range(0, len(ids), 3000)])
+    np.testing.assert_array_equal(whole, parts)
+    shuffled = ids.sample(frac=1.0, random_state=1)
+    np.testing.assert_array_equal(row_uniform(shuffled, seed=7), whole[shuffled.index.to_numpy()])
+    assert 0 <= whole.min() and whole.max() < 1 and abs((whole < 0.2).mean() - 0.2) < 0.01  # uniform
+    assert not np.array_equal(row_uniform(ids, seed=8), whole)  # the seed matters
