@@ -151,9 +151,10 @@ def evaluate_health(decisions: pd.DataFrame, labels: pd.DataFrame | None, refere
     drifted = tuple(f for v, f in ranked if v > config.psi_threshold) if drift_verdict else ()
     score_drift = drift_verdict and score_psi is not None and score_psi > config.psi_threshold
 
-    first = day - timedelta(days=config.recall_window_days - 1)
+    last = day - timedelta(days=config.recall_lag_days)  # label-complete days only (MonitoringConfig)
+    first = last - timedelta(days=config.recall_window_days - 1)
     known = labels_known(labels if labels is not None else pd.DataFrame(columns=LABEL_COLUMNS), as_of)
-    window_rows = labelled(_window(decisions, days, first, day), known) if len(days) else \
+    window_rows = labelled(_window(decisions, days, first, last), known) if len(days) else \
         pd.DataFrame(columns=["transaction_id", "label", "decision", "margin", "scored_at"])
     ref_focal = reference["focal"]
     outcome = policy_outcomes(window_rows, ref_focal["gamma"], ref_focal["alpha"], config.hard_p_t)
@@ -181,7 +182,7 @@ def evaluate_health(decisions: pd.DataFrame, labels: pd.DataFrame | None, refere
         hard_example_rate=outcome["focal"]["hard_example_rate"],
         focal={"production": outcome["focal"], "reference": {k: ref_focal.get(k) for k in (
             "gamma", "alpha", "loss_source", "rows", "p50", "p90", "p99", "hard_example_rate")}},
-        recall_window=(first, day),
+        recall_window=(first, last),
         thresholds={"psi_threshold": config.psi_threshold, "recall_slo": config.recall_slo,
                     "min_rows": config.min_rows, "min_labels": config.min_labels, "hard_p_t": config.hard_p_t},
         score_histogram={"edges": reference["score"]["histogram"]["edges"],

@@ -17,6 +17,7 @@ from helpers.decision_frames import decision_log, reference_for
 AS_OF = pd.Timestamp("2026-07-02T03:00:00Z")  # evaluates 2026-07-01
 DAY = "2026-07-01"
 CONFIG = MonitoringConfig(min_rows=1000, min_labels=30, important_features=0)
+NO_LAG = CONFIG.model_copy(update={"recall_lag_days": 0})  # the label-timing tests judge the day itself
 
 
 def test_psi_equals_the_hand_computed_value():
@@ -102,9 +103,9 @@ def test_labels_known_after_the_evaluation_time_are_not_counted():
     labels = pd.concat([_labels(ids[:40], 1, "2026-07-01T20:00Z"),      # caught, known before as_of
                         _labels(ids[40:80], 1, "2026-07-05T00:00Z"),     # missed, known later
                         _labels(ids[80:], 0, "2026-07-01T23:00Z")])
-    health = evaluate_health(log, labels, _reference(rng), CONFIG, as_of=AS_OF, champion="v1")
+    health = evaluate_health(log, labels, _reference(rng), NO_LAG, as_of=AS_OF, champion="v1")
     assert health.labelled_frauds == 40 and health.recall == 1.0 and health.status == OK
-    later = evaluate_health(log, labels, _reference(rng), CONFIG, as_of="2026-07-06T00:00Z", day=date(2026, 7, 1),
+    later = evaluate_health(log, labels, _reference(rng), NO_LAG, as_of="2026-07-06T00:00Z", day=date(2026, 7, 1),
                             champion="v1")
     assert later.labelled_frauds == 80 and later.recall == 0.5 and later.status == RECALL_BELOW_SLO
     assert later.precision == 1.0 and later.per_class["legitimate"]["recall"] == 1.0
@@ -119,15 +120,30 @@ def test_a_correction_known_before_the_evaluation_replaces_the_first_label():
     rng = np.random.default_rng(4)
     log, ids = _labelled_day(rng, 40, 0)
     labels = pd.concat([_labels(ids[:40], 0, "2026-07-01T10:00Z"), _labels(ids[:40], 1, "2026-07-01T12:00Z")])
-    health = evaluate_health(log, labels, _reference(rng), CONFIG, as_of=AS_OF)
+    health = evaluate_health(log, labels, _reference(rng), NO_LAG, as_of=AS_OF)
     assert health.labelled_frauds == 40 and health.labelled_rows == 40
 
 
 def test_too_few_labelled_frauds_give_no_recall_verdict():
     rng = np.random.default_rng(5)
     log, ids = _labelled_day(rng, 5, 20)
-    health = evaluate_health(log, _labels(ids[:25], 1, "2026-07-01T20:00Z"), _reference(rng), CONFIG, as_of=AS_OF)
+    health = evaluate_health(log, _labels(ids[:25], 1, "2026-07-01T20:00Z"), _reference(rng), NO_LAG, as_of=AS_OF)
     assert health.recall == pytest.approx(0.2) and not health.recall_verdict and health.status == OK
+
+
+def test_recall_counts_only_label_complete_days():
+    """A caught fraud is labelled within hours (review), a missed one only by chargeback: the
+    day after, recall reads 1.0; judged ``recall_lag_days`` later, it is the true 0.5."""
+    rng = np.random.default_rng(3)
+    log, ids = _labelled_day(rng, 40, 40)
+    labels = pd.concat([_labels(ids[:40], 1, "2026-07-01T20:00Z"), _labels(ids[40:80], 1, "2026-07-05T00:00Z"),
+                        _labels(ids[80:], 0, "2026-07-01T23:00Z")])
+    one_day = CONFIG.model_copy(update={"recall_window_days": 1, "recall_lag_days": 4})
+    early = evaluate_health(log, labels, _reference(rng), one_day, as_of=AS_OF, champion="v1")
+    assert early.labelled_frauds == 0 and not early.recall_verdict  # 2026-07-01 is not label-complete yet
+    late = evaluate_health(log, labels, _reference(rng), one_day, as_of="2026-07-06T00:00Z", champion="v1")
+    assert late.recall_window == (date(2026, 7, 1), date(2026, 7, 1))
+    assert late.labelled_frauds == 80 and late.recall == 0.5 and late.status == RECALL_BELOW_SLO
 
 
 def test_important_features_are_the_top_k_by_importance():

@@ -23,6 +23,7 @@ MONITORING = """
 min_rows = 1000
 min_labels = 5
 important_features = 0
+recall_lag_days = 0
 """
 PNG = b"\x89PNG\r\n\x1a\n"
 
