@@ -64,8 +64,14 @@ def shadow_verdict(registry: ModelRegistry, config: FraudConfig, decisions: str 
     """The challenger record and ``compare_on_shadow``'s verdict, with [challenger]'s minimums."""
     record, champion = _required(registry), registry.champion()
     c = config.challenger
+    # only rows whose labels are complete: a fraud the champion flagged is labelled within hours
+    # (the reviewer), one it missed only by chargeback, so newer rows flatter the champion's recall
+    complete_before = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=config.monitoring.recall_lag_days)
+    logged = _decisions(decisions_uri(config, decisions), record["since"], endpoint_url)
+    if len(logged):
+        logged = logged[pd.to_datetime(logged["scored_at"], utc=True) < complete_before]
     verdict = compare_on_shadow(
-        _decisions(decisions_uri(config, decisions), record["since"], endpoint_url), _labels(labels, endpoint_url),
+        logged, _labels(labels, endpoint_url),
         Side.of(registry.load(champion)), Side.of(registry.load(record["version"])), c.min_shadow_days,
         c.min_labels, c.min_frauds, c.average_precision_tolerance, c.recall_tolerance)
     return record, verdict

@@ -162,3 +162,17 @@ def test_shadow_first_shadows_a_new_version_instead_of_promoting_it(env, small_t
     third = reg.publish(small_training.bundle)
     assert place_new_version(reg, first, third, True, champion) == "wait"
     assert reg.challenger()["version"] == other  # the one in its period keeps it
+
+
+def test_the_shadow_verdict_waits_for_label_complete_rows(env):
+    """Rows scored within [monitoring] recall_lag_days of now are not judged (their missed frauds
+    have not come back yet): 10 days logged, judged 1 day after the last, count as 4 with a lag of 7."""
+    import time_machine
+
+    reg, champion, other, tmp = env
+    reg.set_challenger(other)
+    write_log(env, days=10, n=1200, challenger_noise=0.1)
+    with time_machine.travel((START + pd.Timedelta(days=11)).to_pydatetime(), tick=False):
+        step = nightly_step(reg, load_config(), str(tmp / "labels"))
+    assert step["action"] == "wait" and "for 4.0 days" in step["reason"]
+    assert reg.champion() == champion and reg.challenger()["version"] == other
