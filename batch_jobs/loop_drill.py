@@ -112,7 +112,8 @@ class DrillResult:
                          for d in self.days]}
 
 
-def _api_transaction(rec: dict) -> dict:
+def api_transaction(rec: dict) -> dict:
+    """A transaction row as the JSON a client sends: ISO time with its offset, no missing fields."""
     body = {"transaction_id": rec["transaction_id"], "timestamp": pd.Timestamp(rec["timestamp"]).isoformat()}
     for name in API_FIELDS:
         value = rec.get(name)
@@ -143,7 +144,7 @@ class _Api:
         self.headers = {"x-api-key": key}
 
     def score(self, records: list[dict]) -> list[dict]:
-        r = self.client.post("/v1/score/batch", json={"transactions": [_api_transaction(x) for x in records]},
+        r = self.client.post("/v1/score/batch", json={"transactions": [api_transaction(x) for x in records]},
                              headers=self.headers)
         if r.status_code != 200:
             raise RuntimeError(f"POST /v1/score/batch answered {r.status_code}: {r.text[:500]}")

@@ -8,14 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from batch_jobs.loop_drill import api_transaction  # the client's JSON, as the drill sends it
 from fraud.features.online import APPLIED_PREFIX, OnlineFeatures
 from fraud.features.spec import FeatureSpec
 from fraud.schema import epoch_seconds, tiebreak
 from fraud.storage.kv import InMemoryKeyValueStore
 
-# the columns a transaction carries to POST /v1/score (lambda_handler.schemas.Transaction)
-API_FIELDS = ("card_id", "terminal_id", "amount", "currency", "channel", "country", "merchant_category",
-              "device_id", "card_lat", "card_lon", "terminal_lat", "terminal_lon")
 
 
 def events(transactions: pd.DataFrame, day_start: pd.Timestamp, hours: float) -> pd.DataFrame:
@@ -55,17 +53,6 @@ def replay(transactions: pd.DataFrame, spec: FeatureSpec, day_start: pd.Timestam
         else:
             _label(engine, rec)
     return pd.DataFrame.from_dict(out, orient="index")[spec.names], engine
-
-
-def api_transaction(rec: dict) -> dict:
-    """A history row as the JSON a client sends: ISO time with its offset, no missing fields."""
-    body = {"transaction_id": rec["transaction_id"], "timestamp": pd.Timestamp(rec["timestamp"]).isoformat()}
-    for name in API_FIELDS:
-        value = rec.get(name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        body[name] = value.item() if hasattr(value, "item") else value
-    return body
 
 
 def replay_http(client, headers: dict, container, transactions: pd.DataFrame, day_start: pd.Timestamp,
