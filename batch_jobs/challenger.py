@@ -107,13 +107,19 @@ def check_canary(registry: ModelRegistry, config: FraudConfig, decisions: str | 
 
 def nightly_step(registry: ModelRegistry, config: FraudConfig, labels: str | None,
                  endpoint_url: str | None = None) -> dict | None:
-    """Before the nightly job's own gate: a challenger whose shadow verdict allows it is
-    promoted; one judged worse (its period and labels complete) is cleared; one still in its
-    period stays. Never fails the run: a decision log that cannot be read leaves it waiting."""
+    """Before the nightly job's own gate: a canary worse than the champion beyond tolerance is
+    rolled back (``check_canary``); a challenger whose shadow verdict allows it is promoted;
+    one judged worse (its period and labels complete) is cleared; one still in its period stays. Never fails the run: a decision log that cannot be read leaves it waiting."""
     record = registry.challenger()
     if record is None:
         return None
     try:
+        if record["mode"] == "canary":  # a worse canary is rolled back every night, automatically
+            canary = check_canary(registry, config, None, labels, endpoint_url)
+            if canary is not None and canary.rollback:
+                log.warning("challenger %s rolled back: %s", record["version"], canary.reason)
+                return {"version": record["version"], "action": "rolled back", "reason": canary.reason,
+                        "verdict": canary.to_dict()}
         _, verdict = shadow_verdict(registry, config, None, labels, endpoint_url)
     except Exception as exc:  # noqa: BLE001 - the night's training goes on; the challenger waits
         log.error("challenger %s not judged: %s", record["version"], exc)

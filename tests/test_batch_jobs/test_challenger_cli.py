@@ -176,3 +176,14 @@ def test_the_shadow_verdict_waits_for_label_complete_rows(env):
         step = nightly_step(reg, load_config(), str(tmp / "labels"))
     assert step["action"] == "wait" and "for 4.0 days" in step["reason"]
     assert reg.champion() == champion and reg.challenger()["version"] == other
+
+
+def test_the_nightly_step_rolls_a_worse_canary_back(env):
+    """Nobody has to run `fraud challenger check`: the nightly job's first step does it."""
+    reg, champion, other, tmp = env
+    reg.set_challenger(other, "canary", 0.5, reason="half")
+    write_log(env, days=5, n=4000, challenger_noise=0.1, canary_catch=0.4, seed=1)
+    step = nightly_step(reg, load_config(), str(tmp / "labels"))
+    assert step["action"] == "rolled back" and "recall below the champion's" in step["reason"]
+    assert reg.challenger() is None and reg.champion() == champion
+    assert reg.events()[-1]["action"] == "canary-rollback"
