@@ -35,9 +35,15 @@ def _filesystem(source: str, endpoint_url: str | None):
     """pyarrow's S3 filesystem for ``s3://`` (no s3fs needed), else the default."""
     if not source.startswith("s3://"):
         return None, source
+    from urllib.parse import urlparse
+
     from pyarrow import fs
 
-    return fs.S3FileSystem(endpoint_override=endpoint_url) if endpoint_url else fs.S3FileSystem(), source[5:]
+    if not endpoint_url:
+        return fs.S3FileSystem(), source[5:]
+    endpoint = urlparse(endpoint_url)  # e.g. http://127.0.0.1:5000 (moto, MinIO)
+    return fs.S3FileSystem(endpoint_override=endpoint.netloc or endpoint_url, scheme=endpoint.scheme or "https"), \
+        source[5:]
 
 
 def read_raw(source, columns: list[str], start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
