@@ -35,15 +35,10 @@ def _filesystem(source: str, endpoint_url: str | None):
     """pyarrow's S3 filesystem for ``s3://`` (no s3fs needed), else the default."""
     if not source.startswith("s3://"):
         return None, source
-    from urllib.parse import urlparse
-
     from pyarrow import fs
 
-    if not endpoint_url:
-        return fs.S3FileSystem(), source[5:]
-    endpoint = urlparse(endpoint_url)  # e.g. http://127.0.0.1:5000 (moto, MinIO)
-    return fs.S3FileSystem(endpoint_override=endpoint.netloc or endpoint_url, scheme=endpoint.scheme or "https"), \
-        source[5:]
+    # endpoint_url: another S3 (moto, MinIO), e.g. http://127.0.0.1:5000
+    return fs.S3FileSystem(endpoint_override=endpoint_url) if endpoint_url else fs.S3FileSystem(), source[5:]
 
 
 def read_raw(source, columns: list[str], start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
@@ -141,10 +136,13 @@ def read_transactions_dask(client, source, config: FraudConfig, require_label: b
     import dask.dataframe as dd
 
     raw = read_raw(source, list(config.columns.present().values()), start, end, endpoint_url)
-    lengths = raw.map_partitions(len).compute()
+    # lengths of the very partitions validated: a projected read (len alone) may be split
+    # into other partitions by the optimiser, and zipping those would drop rows silently
+    parts = client.persist(raw.to_delayed())
+    lengths = client.gather(client.compute([dask.delayed(len)(part) for part in parts]))
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
     checked = [dask.delayed(_validate_part, nout=3)(part, int(offset), config, require_label)
-               for part, offset in zip(raw.to_delayed(), offsets)]
+               for part, offset in zip(parts, offsets, strict=True)]
     checked = client.persist(checked)
     reports = client.gather(client.compute([c[2] for c in checked]))  # fatal errors surface here
     goods = [c[0] for c in checked]
