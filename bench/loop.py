@@ -42,30 +42,28 @@ def plot(result: DrillResult, path: Path) -> Path:
     import pandas as pd
 
     days = pd.to_datetime([d.day for d in result.days])
-    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
     ax.plot(days, [d.recall for d in result.days], marker="o", ms=3, label="recall, all frauds")
     ax.plot(days, [d.new_pattern_recall for d in result.days], marker="s", ms=3,
             label="recall, new pattern (card_testing_drift)")
     ax.axhline(result.plan.recall_slo, color="grey", ls=":", lw=1, label="recall SLO ([monitoring])")
     onset = pd.Timestamp(result.milestones["onset"])
-    marks = [("onset", 0, "black")]
-    for name, color in (("detection", "tab:red"), ("retrain", "tab:purple"), ("promotion", "tab:green"),
-                        ("recovery", "tab:olive")):
+    marks: dict[int, list[str]] = {0: ["onset"]}
+    for name in ("detection", "retrain", "promotion", "recovery"):
         n = result.milestones.get(f"days_to_{name}")
         if n is not None:
-            marks.append((name, n, color))
-    for name, n, color in marks:
-        ax.axvline(onset + pd.Timedelta(days=n), color=color, ls="--", lw=1)
-        ax.text(onset + pd.Timedelta(days=n), 1.02, name, rotation=90, va="bottom", ha="center", fontsize=8,
-                color=color, transform=ax.get_xaxis_transform())
-    for d in result.days:  # every retrain the trigger started
-        if d.trained:
-            ax.plot(pd.Timestamp(d.day), 0.02, marker="^", color="tab:purple", ms=6)
+            marks.setdefault(n, []).append(name)
+    for n, names in marks.items():  # one line a day, its moments named together
+        ax.axvline(onset + pd.Timedelta(days=n), color="dimgrey", ls="--", lw=1)
+        ax.text(onset + pd.Timedelta(days=n) + pd.Timedelta(hours=3), 0.97, " + ".join(names), rotation=90,
+                va="top", ha="left", fontsize=8, color="dimgrey", transform=ax.get_xaxis_transform())
+    retrains = [pd.Timestamp(d.day) for d in result.days if d.trained]  # every retrain a trigger started
+    ax.plot(retrains, [0.02] * len(retrains), ls="none", marker="^", color="tab:purple", ms=6,
+            label="a trigger started training")
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of the day's frauds reviewed or declined")
     ax.set_title("The operating loop on simulated days: drift, detection, retrain, shadow, promotion", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.autofmt_xdate()
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
