@@ -38,3 +38,30 @@ def test_down_sampling_draws_do_not_depend_on_the_partitioning():
     np.testing.assert_array_equal(row_uniform(shuffled, seed=7), whole[shuffled.index.to_numpy()])
     assert 0 <= whole.min() and whole.max() < 1 and abs((whole < 0.2).mean() - 0.2) < 0.01  # uniform
     assert not np.array_equal(row_uniform(ids, seed=8), whole)  # the seed matters
+
+
+def test_stored_labels_merge_per_partition_like_the_serial_merge(tmp_path, small_transactions):
+    """The nightly job on Dask merges the label store into every partition: the same labels
+    and label times as ``with_stored_labels`` on the whole frame."""
+    import dask
+
+    import dask.dataframe as dd
+
+    from batch_jobs.dask_nightly import _with_labels
+    from fraud.labels.merge import with_stored_labels
+    from fraud.labels.store import open_label_store
+
+    rows = small_transactions.iloc[:3000].reset_index(drop=True)
+    legit, fraud = rows[rows["label"] == 0].iloc[[5, 2500]], rows[rows["label"] == 1].iloc[:1]
+    store = open_label_store(str(tmp_path / "labels"))
+    store.append([{"transaction_id": legit.iloc[0]["transaction_id"], "label": 1, "source": "reviewer",
+                   "known_at": "2026-01-20T10:00:00+00:00"},
+                  {"transaction_id": legit.iloc[1]["transaction_id"], "label": 1, "source": "bank",
+                   "known_at": "2026-01-25T10:00:00+00:00"},
+                  {"transaction_id": fraud.iloc[0]["transaction_id"], "label": 0, "source": "reviewer",
+                   "known_at": "2026-02-20T10:00:00+00:00"}])
+    serial = with_stored_labels(rows, str(tmp_path / "labels"))
+    with dask.config.set(scheduler="sync"):
+        merged = _with_labels(dd.from_pandas(rows, npartitions=3), str(tmp_path / "labels"), None, None).compute()
+    pd.testing.assert_frame_equal(merged.reset_index(drop=True), serial.reset_index(drop=True))
+    assert (merged["label"] != rows["label"]).sum() == 3  # the store did change something
