@@ -488,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", nargs="?", help="set: the registry version")
     p.add_argument("--canary", type=float, metavar="SHARE", help="set: the share of transactions (0 < SHARE <= 1) "
                                                                 "the challenger decides (default: shadow, none)")
-    p.add_argument("--reason", help="why, kept in the registry's audit trail")
+    p.add_argument("--reason", help="why, kept in the registry's audit trail (default: 'manual'; promote: "
+                                    "the shadow verdict alone)")
     p.add_argument("--decisions", default=os.environ.get("FRAUD_DECISIONS_URI"),
                    help="the decision log (default $FRAUD_DECISIONS_URI, else [monitoring] decisions_uri)")
     p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),

@@ -65,15 +65,19 @@ def test_the_monitor_task_runs_with_exactly_its_iam(tmp_path, small_training, sm
         registry.promote(version, "the champion monitored")
         bundle = registry.load(version)
         day = small_transactions["timestamp"].max().tz_convert("UTC").floor("D") - pd.Timedelta(days=1)
-        rows = (small_transactions["timestamp"].dt.tz_convert("UTC").dt.floor("D") == day).to_numpy()
-        txns = small_transactions.loc[rows]
-        feats = small_features[1].loc[rows]
-        s3.put_object(Bucket=BUCKET, Key=f"decisions/date={day.date()}/fraud-dev-decisions-1-{day.date()}-00",
-                      Body=_firehose_object(bundle, txns, feats))
+        scored_day = small_transactions["timestamp"].dt.tz_convert("UTC").dt.floor("D")
+        # the judged day's decisions (PSI), and a label-complete day recall_lag_days (7) earlier (recall)
+        complete = day - pd.Timedelta(days=7)
+        for logged in (day, complete):
+            these = (scored_day == logged).to_numpy()
+            s3.put_object(Bucket=BUCKET, Key=f"decisions/date={logged.date()}/fraud-dev-decisions-1-{logged.date()}-00",
+                          Body=_firehose_object(bundle, small_transactions.loc[these], small_features[1].loc[these]))
+        rows = (scored_day == day).to_numpy()
+        txns = small_transactions.loc[(scored_day == complete).to_numpy()]
         frauds = txns[txns["label"] == 1]
         BlobLabelStore(S3BlobStore(BUCKET, "labels", s3_client=s3)).append(pd.DataFrame({
             "transaction_id": frauds["transaction_id"], "label": 1, "source": "chargeback",
-            "known_at": day + pd.Timedelta(days=1, hours=12)}))
+            "known_at": complete + pd.Timedelta(days=1, hours=12)}))
 
         log = tmp_path / "monitor-calls.jsonl"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAUD_"))}
