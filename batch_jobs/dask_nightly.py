@@ -30,6 +30,7 @@ from fraud.config import FraudConfig
 from fraud.features.available import spec_for_data
 from fraud.features.dask_table import read_feature_table, write_feature_table
 from fraud.features.distributed import dask_client
+from fraud.monitoring.reference import REFERENCE_FILE
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes
 from fraud.schema import AMOUNT, LABEL, TIMESTAMP, TRANSACTION_ID
@@ -202,7 +203,8 @@ def run_nightly_dask(config: FraudConfig, data, registry_uri=None, runs_dir="run
             version = registry.publish(result.bundle, extra={
                 "metrics.json": summary, "config.json": json.loads(config.model_dump_json()),
                 "training.json": {"run_id": run_id, "data": data_info, "split": summary["split"],
-                                  "library_versions": summary["library_versions"], "config_path": config_path}})
+                                  "library_versions": summary["library_versions"], "config_path": config_path},
+                REFERENCE_FILE: result.reference})  # what fraud monitor compares the decision log with
         except BaseException:
             if ours:
                 shutil.rmtree(run_dir, ignore_errors=True)

@@ -34,6 +34,7 @@ from fraud.config import FraudConfig
 from fraud.features.dask_table import read_feature_table, row_uniform
 from fraud.features.spec import FeatureSpec
 from fraud.models import BASELINE_KINDS, FOCAL_KINDS, library_versions
+from fraud.monitoring.reference import reference_distributions
 from fraud.policy import choose_thresholds, outcome
 from fraud.progress import progress_bar
 from fraud.schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP, TRANSACTION_ID
@@ -43,6 +44,8 @@ from fraud.training import TrainingResult, _choose_winner
 from fraud.uncertainty import day_bootstrap
 
 from .dask_fit import DaskFitter
+
+REFERENCE_ROWS = 200_000  # sampled from the calibration window for reference.json
 
 log = logging.getLogger(__name__)
 Y, W = "_y", "_w"
@@ -298,4 +301,22 @@ def train_dask(client, table_path, config: FraudConfig, spec: FeatureSpec, split
     log.info("winner %s (gamma %s, alpha %s): test AP %.4f, recall at thresholds %.3f, %.1f reviews/day (Dask)",
              winner, gamma, alpha, summary["test"]["average_precision"], test_outcome.recall,
              test_outcome.reviews_per_day)
-    return TrainingResult(bundle, summary, plots, results)
+    reference = _reference(table_path, fold0.validation, names, model, calibrator, len(val_all.label), cfg.seed,
+                           gamma=gamma if winner in FOCAL_KINDS else None, alpha=alpha,
+                           window=served["calibrated_on"], importance=summary.get("feature_importance"),
+                           hard_p_t=config.monitoring.hard_p_t, model_kind=winner)
+    return TrainingResult(bundle, summary, plots, results, reference)
+
+
+def _reference(table_path, rows_window, names: list[str], model, calibrator, rows: int, seed: int,
+               **figures) -> dict:
+    """``reference.json`` (``fraud.monitoring.reference``) from at most ``REFERENCE_ROWS`` rows
+    of the window calibration was fitted on, sampled on the workers: the deciles and
+    histograms a monitor compares with need a sample, not every row in the driver."""
+    table = read_feature_table(table_path, rows_window.start, rows_window.end, columns=[*names, LABEL, TIMESTAMP])
+    if rows > REFERENCE_ROWS:
+        table = table.sample(frac=REFERENCE_ROWS / rows, random_state=seed)
+    sample = table.compute()
+    features = sample[names]
+    return reference_distributions(features, calibrator.predict(model.predict_proba(features)),
+                                   model.margin(features), sample[LABEL].to_numpy(), **figures)
