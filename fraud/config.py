@@ -266,8 +266,9 @@ class MonitoringConfig(_Section):
     recall_slo: float = Field(0.7, gt=0, le=1)  # review+decline recall of labelled frauds below this: RECALL_BELOW_SLO
     recall_window_days: int = Field(14, ge=1)  # scored days whose labels count towards the current recall
     # the recall window ends this many days before the judged day: a caught fraud comes back
-    # within hours (the reviewer), a missed one only by chargeback within the label delay, so
-    # the newest days' recall reads high (the data's label_delay_days: complete labels)
+    # within hours (the reviewer), a missed one only by chargeback, so the newest days' recall
+    # reads high. Set it to when most chargebacks are back (7: about 73 % of the simulator's,
+    # whose delays have a median of 4 days; a team's own chargeback delays decide)
     recall_lag_days: int = Field(7, ge=0)
     hard_p_t: float = Field(0.5, gt=0, lt=1)   # a labelled row whose p_t (model margin) is below this is hard
     important_features: int = Field(10, ge=0)  # the champion's top-k by importance decide DRIFT; 0 = all

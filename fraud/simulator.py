@@ -118,7 +118,8 @@ class TransactionSimulator:
     def __init__(self, n_customers=5000, n_terminals=2000, start_date="2026-01-01", seed=42,
                  label_delay_days=7.0, compromise_rate=0.3, takeover_rate=3.0,
                  card_testing_rate=1.5, night_burst_rate=2.0, unreported_fraud=0.05,
-                 false_report_rate=2e-4, basic_columns=False, drift_day: int | None = None, shard: int | None = None):
+                 false_report_rate=2e-4, basic_columns=False, drift_day: int | None = None, shard: int | None = None,
+                 chargeback_cap_days: float = 60.0):
         self.n_customers = n_customers
         self.n_terminals = n_terminals
         self.start = pd.Timestamp(start_date, tz="UTC")
@@ -132,6 +133,7 @@ class TransactionSimulator:
         self.false_report_rate = false_report_rate
         self.basic_columns = basic_columns
         self.drift_day = drift_day
+        self.chargeback_cap_s = int(chargeback_cap_days * DAY)  # a fraud's label delay: lognormal, median 4 days
         # shard k of a population split across processes: its own ids (card, terminal,
         # transaction) and file name, so shards write side by side into the same days
         self.shard = shard
@@ -246,7 +248,7 @@ class TransactionSimulator:
         label |= false_report
         pattern = df["pattern"].to_numpy().copy()
         pattern[false_report] = "label_noise"
-        delay = np.where(label, np.clip(rng.lognormal(np.log(4 * DAY), 1.0, n), 3600, 60 * DAY),
+        delay = np.where(label, np.clip(rng.lognormal(np.log(4 * DAY), 1.0, n), 3600, self.chargeback_cap_s),
                          self.label_delay_s)
         t = df["t"].to_numpy().astype(np.int64)
         stamp = self.start + pd.to_timedelta(t, unit="s")

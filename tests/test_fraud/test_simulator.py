@@ -55,3 +55,17 @@ def test_write_partitions(tmp_path):
     files = TransactionSimulator(n_customers=200, n_terminals=80, seed=1).write(tmp_path, 3, progress=False)
     assert [f.parent.name for f in files] == ["date=2026-01-01", "date=2026-01-02", "date=2026-01-03"]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_chargebacks_come_back_within_the_cap():
+    """A fraud's label delay is lognormal (median 4 days) up to ``chargeback_cap_days`` (60);
+    the loop drill caps it at its label window so that window's labels are complete."""
+    kw = {"n_customers": 400, "n_terminals": 160, "seed": 5}
+    delays = {cap: pd.concat([f for _, f in TransactionSimulator(**kw, chargeback_cap_days=cap).days(12, False)])
+              for cap in (60.0, 2.0)}
+    for cap, frame in delays.items():
+        fraud = frame[frame["label"] == 1]
+        delay = (fraud["label_time"] - fraud["timestamp"]) / pd.Timedelta(days=1)
+        assert len(fraud) > 50 and delay.max() <= cap
+        if cap == 60.0:
+            assert (delay > 2.0).mean() > 0.5  # uncapped, most chargebacks take longer than 2 days
