@@ -17,7 +17,7 @@ from fraud.decisions import read_decisions
 from fraud.labels import open_label_store
 from fraud.registry import ModelRegistry
 
-PLAN = DrillPlan(days=56)  # the bench's drill (bench/loop.py), 8 days shorter
+PLAN = DrillPlan()  # the bench's drill (bench/loop.py): a retrain needs about 2 weeks of the new pattern
 DETECTED_WITHIN_DAYS = 6
 
 
