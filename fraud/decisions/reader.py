@@ -18,14 +18,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import re
-import tempfile
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pandas as pd
+
+from fraud.storage.blob import LocalBlobStore
 
 from .local import PARTITION, WAL_PREFIX, WAL_SUFFIX
 
@@ -187,16 +187,7 @@ def compact_decisions(root, now: datetime | None = None, grace: timedelta = time
         frame.to_parquet(buffer, index=False)
         data = buffer.getvalue()
         target = folder / f"{PARQUET_PREFIX}{hashlib.sha256(data).hexdigest()[:24]}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".compact-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        LocalBlobStore(folder).put(target.name, data)  # temp name, fsync, rename
         for path in old:
             if path != target:
                 path.unlink(missing_ok=True)
