@@ -319,4 +319,5 @@ def _reference(table_path, rows_window, names: list[str], model, calibrator, row
     sample = table.compute()
     features = sample[names]
     return reference_distributions(features, calibrator.predict(model.predict_proba(features)),
-                                   model.margin(features), sample[LABEL].to_numpy(), **figures)
+                                   model.margin(features), sample[LABEL].to_numpy(), timestamps=sample[TIMESTAMP],
+                                   **figures)

@@ -1,6 +1,6 @@
 """Scoring API performance: in process, cold start, and over HTTP.
 
-    python bench/scoring.py [--model-kind focal_xgb] [--only score-batch | --challenger]
+    python bench/scoring.py [--model-kind focal_xgb] [--only score-batch | --challenger | --live-drift]
 
 1. In process, the app's own work for one transaction (validation, features from the
    in-memory store, model, reasons, routing), p50/p99, against the raw model predict of
@@ -18,6 +18,8 @@
 
 5. ``--challenger`` (alone): the cost of a challenger beside the champion, the one-transaction
    latency with none, one in shadow and a 10 % canary, on the same transactions in turn.
+6. ``--live-drift`` (alone): the cost of the live drift check (``fraud.monitoring.live``),
+   the one-transaction latency with it off and on (windows of 1000), likewise interleaved.
 
 A small model is trained first on simulated data (about a minute), so the bench needs
 nothing but this repository.
@@ -47,6 +49,7 @@ from common import percentiles, write_json  # noqa: E402
 from fraud.config import load_config  # noqa: E402
 from fraud.features.batch import build_features  # noqa: E402
 from fraud.features.spec import FeatureSpec  # noqa: E402
+from fraud.monitoring.reference import REFERENCE_FILE  # noqa: E402
 from fraud.registry import ModelRegistry  # noqa: E402
 from fraud.simulator import TransactionSimulator  # noqa: E402
 from fraud.training import LabelledFeatures, train  # noqa: E402
@@ -68,7 +71,7 @@ def prepare(workdir: Path, kind: str):
     features = build_features(data, spec)
     result = train(LabelledFeatures.from_transactions(data, features), config, spec, progress=False)
     registry = ModelRegistry.open(workdir / "registry")
-    registry.promote(registry.publish(result.bundle), "bench")
+    registry.promote(registry.publish(result.bundle, extra={REFERENCE_FILE: result.reference}), "bench")
     return data, registry
 
 
@@ -157,13 +160,61 @@ def in_process(data: pd.DataFrame, registry: ModelRegistry) -> dict:
             "batch_vs_raw": (1000 / batch_s) / (len(rows) / raw_batch_s)}
 
 
+def last_day_payloads(data: pd.DataFrame, n: int = 1500) -> tuple[pd.Timestamp, list]:
+    """The first ``n`` transactions of the simulation's last day, as the API validates them."""
+    from lambda_handler.schemas import Transaction
+
+    cut = data["timestamp"].max().normalize()
+    frame = data[data["timestamp"] >= cut].sort_values("timestamp")
+    return cut, [Transaction.model_validate(p) for p in requests_of(frame)][:n]
+
+
+def interleaved(services: dict, payloads: list, rounds: int) -> dict:
+    """p50/p99 of one transaction through each service, the services taking turns on the
+    same transaction (the machine's load hits them alike); each round scores fresh ids (a
+    repeated id would be a replay), the first 50 of a round are a warm-up."""
+    times = {label: [] for label in services}
+    for r in range(rounds):
+        for i, txn in enumerate(payloads):
+            fresh = txn.model_copy(update={"transaction_id": f"{txn.transaction_id}-r{r}"})
+            for label, scoring in services.items():
+                start = time.perf_counter()
+                scoring.score(fresh, "bench")
+                if i >= 50:
+                    times[label].append(time.perf_counter() - start)
+    return {label: percentiles(t) for label, t in times.items()}
+
+
+def live_drift_cost(data: pd.DataFrame, registry: ModelRegistry, rounds: int = 3) -> dict:
+    """One transaction through the service with the live drift check off and on (the
+    champion's reference, windows of 1000), no decision log: what the check adds."""
+    from lambda_handler.container import build_container
+    from lambda_handler.settings import Settings
+
+    cut, payloads = last_day_payloads(data)
+    services = {}
+    for label, rows in (("off", 0), ("on", 1000)):
+        container = build_container(Settings(registry_uri=registry.uri, metrics="memory", api_key_hashes="",
+                                             decision_log_uri="off", live_drift_rows=rows))
+        container.online.load_history(data[data["timestamp"] < cut], as_of=cut)
+        services[label] = (container.scoring, container.sink)
+    out = interleaved({label: scoring for label, (scoring, _) in services.items()}, payloads, rounds)
+    out["windows"] = len(services["on"][1].values("LivePSIRows"))
+    # the first window only: later rounds score the same payments again under fresh ids, which
+    # the state counts twice (every card's velocity doubles), so their windows read as drift
+    out["first_window_feature_psi_max"] = next(iter(services["on"][1].values("LiveFeaturePSIMax")), None)
+    out["first_window_score_psi"] = next(iter(services["on"][1].values("LiveScorePSI")), None)
+    out["extra_p50_ms"] = out["on"]["p50_ms"] - out["off"]["p50_ms"]
+    out["extra_p99_ms"] = out["on"]["p99_ms"] - out["off"]["p99_ms"]
+    return out
+
+
 def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, workdir: Path, rounds: int = 3) -> dict:
     """One transaction through the service with no challenger, a shadow challenger (a second
     model of the same kind, another seed) and a 10 % canary: the same transactions, each
     scored by the three services in turn (the machine's load hits all three alike), p50/p99.
     Each service writes its decision log (the record carries the shadow score) under ``workdir``."""
     from lambda_handler.container import build_container
-    from lambda_handler.schemas import Transaction
     from lambda_handler.settings import Settings
 
     sim_config = load_config(overrides={"split": {"train_days": 30, "validation_days": 7, "test_days": 7,
@@ -177,9 +228,7 @@ def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, work
     other = train(LabelledFeatures.from_transactions(valid, build_features(valid, spec)), sim_config, spec,
                   progress=False)
     version = registry.publish(other.bundle)
-    cut = data["timestamp"].max().normalize()
-    payloads = [Transaction.model_validate(p) for p in requests_of(data[data["timestamp"] >= cut]
-                                                                   .sort_values("timestamp"))][:1500]
+    cut, payloads = last_day_payloads(data)
     services = {}
     for label, pointer in (("none", None), ("shadow", ("shadow", 0.0)), ("canary_10pct", ("canary", 0.1))):
         if pointer is None:
@@ -192,16 +241,7 @@ def challenger_cost(data: pd.DataFrame, registry: ModelRegistry, kind: str, work
         container.online.load_history(data[data["timestamp"] < cut])
         services[label] = container.scoring
     registry.clear_challenger("bench done")
-    times = {label: [] for label in services}
-    for r in range(rounds):  # each round scores fresh ids (a repeated id would be a replay)
-        for i, txn in enumerate(payloads):
-            fresh = txn.model_copy(update={"transaction_id": f"{txn.transaction_id}-r{r}"})
-            for label, scoring in services.items():
-                start = time.perf_counter()
-                scoring.score(fresh, "bench")
-                if i >= 50:  # warm-up
-                    times[label].append(time.perf_counter() - start)
-    out = {label: percentiles(t) for label, t in times.items()}
+    out = interleaved(services, payloads, rounds)
     from fraud.decisions import read_decisions
 
     logged = read_decisions(workdir / "decisions" / "shadow")
@@ -352,9 +392,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--challenger", action="store_true",
                         help="run only the one-transaction latency without a challenger, with one in shadow and "
                              "with a 10 %% canary")
+    parser.add_argument("--live-drift", action="store_true",
+                        help="run only the one-transaction latency with the live drift check off and on")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data, registry = prepare(Path(tmp), args.model_kind)
+        if args.live_drift:
+            results = {"model_kind": args.model_kind, "live_drift": live_drift_cost(data, registry)}
+            c = results["live_drift"]
+            print(f"one transaction in process, live drift off: p50 {c['off']['p50_ms']:.3f} ms, p99 "
+                  f"{c['off']['p99_ms']:.2f} ms; on: p50 {c['on']['p50_ms']:.3f} ms, p99 {c['on']['p99_ms']:.2f} ms "
+                  f"(+{c['extra_p50_ms']:.3f} ms at p50, {c['on']['p50_ms'] / c['off']['p50_ms']:.3f}x; "
+                  f"{c['off']['n']} transactions each; {c['windows']} windows, the first: score PSI "
+                  f"{c['first_window_score_psi']:.3f}, largest feature PSI {c['first_window_feature_psi_max']:.3f})")
+            write_json(args.json, results)
+            return results
         if args.challenger:
             results = {"model_kind": args.model_kind, "challenger": challenger_cost(data, registry, args.model_kind,
                                                                                     Path(tmp))}

@@ -289,5 +289,6 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     reference = reference_distributions(val.features, cal_val, model.margin(val.features), val.label,
                                         gamma=gamma if winner in FOCAL_KINDS else None, alpha=alpha,
                                         window=served["calibrated_on"], importance=summary["feature_importance"],
-                                        hard_p_t=config.monitoring.hard_p_t, model_kind=winner)
+                                        hard_p_t=config.monitoring.hard_p_t, model_kind=winner,
+                                        timestamps=val.timestamp)
     return TrainingResult(bundle, summary, plots, results, reference)

@@ -49,7 +49,7 @@ from constructs import Construct
 
 from .config import StageConfig
 from .decision_log import DecisionLogStream
-from .monitoring import DECISIONS_PREFIX, ModelHealthMonitoring
+from .monitoring import DECISIONS_PREFIX, PSI_THRESHOLD, ModelHealthMonitoring
 from .retrain import TRIGGER_ENV, TRIGGERS_PREFIX, RetrainOnAlarm, grant_trigger_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -531,6 +531,17 @@ class FraudScoringStack(cdk.Stack):
                                       for d in ("approve", "review", "decline")},
                                    "expected": self._metric("ExpectedReviewShare", "Average", 60)}),
                 c.review_rate_multiple, GT),
+            "live_drift": self._alarm(
+                "LivePSIAboveThreshold",
+                f"The live traffic's score or an important feature moved (PSI > {PSI_THRESHOLD} against the champion's "
+                "reference, each scoring instance judging windows of its own transactions, averaged over 15 "
+                "minutes) for 30 minutes. The scoring log's 'live drift of champion' lines name the feature. "
+                "Runbook: README 'Alarms'.",
+                cw.MathExpression(expression="MAX([FILL(score, 0), FILL(feature, 0)])",
+                                  period=cdk.Duration.minutes(15),
+                                  using_metrics={"score": self._metric("LiveScorePSI", "Average", 15),
+                                                 "feature": self._metric("LiveFeaturePSIMax", "Average", 15)}),
+                PSI_THRESHOLD, GT, periods=2),
             "decision_log": self._alarm("DecisionLogFailures",
                                         "Decision records did not reach the decision log (Firehose failed or timed "
                                         "out); scoring went on. Runbook: README 'Decision log'.",
@@ -562,6 +573,11 @@ class FraudScoringStack(cdk.Stack):
                            right=[self.review_dlq.metric_approximate_number_of_messages_visible()]),
             cw.GraphWidget(title="Decision log failures (records lost)", width=12,
                            left=[self._metric("DecisionLogFailures")]),
+            cw.GraphWidget(title="Live drift (PSI per window of scored transactions)", width=12,
+                           left=[self._metric("LiveScorePSI", "Average", 15),
+                                 self._metric("LiveFeaturePSIMax", "Average", 15)],
+                           right=[self._metric("LivePSIRows", "Sum", 15)],
+                           left_annotations=[cw.HorizontalAnnotation(value=PSI_THRESHOLD, label="PSI threshold")]),
             cw.AlarmStatusWidget(title="Alarms", width=24, alarms=list(self.alarms.values())),
         )
         dashboard.add_widgets(*self.monitoring.widgets(c.recall_slo))

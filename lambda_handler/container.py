@@ -21,6 +21,7 @@ from fraud.storage.queue import InMemoryQueue, MessageQueue, SQSQueue
 from .coverage import StateCoverage
 from .decision_log import DecisionRecorder
 from .feedback import FeedbackService
+from .live_drift import LiveDriftWatch
 from .metrics_output import emf_stream
 from .model_holder import ModelHolder
 from .review import ReviewRouter
@@ -92,9 +93,14 @@ def build_container(settings: Settings, queue: MessageQueue | None = None, metri
     router = ReviewRouter(queue, stores["outbox"], telemetry, drain_queue=drain_queue, lease_s=settings.outbox_lease_s)
     overrides = Overrides(stores["lists"], keys)
     coverage = StateCoverage(stores["features"], settings.state_max_age_s)
+    drift = LiveDriftWatch(holder.registry, telemetry, settings.live_drift_rows, settings.live_drift_features) \
+        if settings.live_drift_rows else None
+    if drift is not None:  # the champion's reference read at the cold start, not on a request
+        drift.prepare(holder.version, holder.bundle.feature_names)
     scoring = ScoringService(holder, online, stores["idempotency"], overrides, router, telemetry, keys,
                              settings.in_progress_timeout_s, settings.max_clock_skew_s, settings.currency_rates,
-                             coverage, settings.state_fallback, decisions=_decisions(settings, telemetry))
+                             coverage, settings.state_fallback, decisions=_decisions(settings, telemetry),
+                             live_drift=drift)
     feedback = FeedbackService(stores["feedback"], stores["idempotency"], online, telemetry,
                                settings.feedback_window_days, settings.recall_slo,
                                open_label_store(settings.labels_uri, settings.aws_endpoint_url)

@@ -99,11 +99,12 @@ class ScoringService:
                  overrides: Overrides, router: ReviewRouter, telemetry: Telemetry, keys: Pseudonymizer,
                  in_progress_timeout_s: float = 30, max_clock_skew_s: float = 300,
                  currency_rates: dict[str, float] | None = None, coverage=None, fallback: str = "off",
-                 decisions=None):
+                 decisions=None, live_drift=None):
         """``coverage`` (a ``StateCoverage``): told what the state has applied; with
         ``fallback`` other than "off", it decides while the feature state is empty or stale
         (see ``Settings.state_fallback``). ``decisions`` (a ``DecisionRecorder``): gets one
-        record per freshly scored transaction, once per request; None: no decision log."""
+        record per freshly scored transaction, once per request; None: no decision log.
+        ``live_drift`` (a ``LiveDriftWatch``): counts each request's fresh rows; None: off."""
         self.holder = holder
         self.online = online
         self.idempotency = idempotency
@@ -117,6 +118,7 @@ class ScoringService:
         self.coverage = coverage
         self.fallback = fallback
         self.decisions = decisions
+        self.live_drift = live_drift
 
     # -- idempotency ---------------------------------------------------------------------
     def _claim(self, txn: Transaction, digest: str):
@@ -221,6 +223,7 @@ class ScoringService:
         # challenger), for the decision log; a canary row's bundle, version and p are the challenger's
         answers = answer_rows(bundle, version, self.holder.challenger_for(version), frame,
                               [txn.transaction_id for _, txn, *_ in fresh], self.keys)
+        champion, champion_version = bundle, version
         state = self.coverage.current() if self.coverage is not None and self.fallback != "off" else {"status": "fresh"}
         records, scored_at = [], datetime.now(timezone.utc)  # the decision log's, written once after the loop
         for (i, txn, claim, digest, features, override), answer in zip(fresh, answers):
@@ -265,3 +268,8 @@ class ScoringService:
                 reasons=why, model_version=version, decided_by=decided_by, shadow=shadow))
         if self.decisions is not None:
             self.decisions.write(records)  # never raises: a failure is counted and the records logged
+        if self.live_drift is not None:  # every stored row, with the champion's own score (canary rows too)
+            self.live_drift.observe(champion_version, champion.feature_names,
+                                    [txn.timestamp.astimezone(timezone.utc).hour for _, txn, *_ in fresh], frame,
+                                    [a.probability if a.decided_by == "champion" else a.shadow["probability"]
+                                     for a in answers])

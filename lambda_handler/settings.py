@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     state_fallback: str = Field("off", pattern="^(off|review|rules)$")
     state_max_age_s: float = Field(2 * 86400, gt=0)
 
+    # live drift (fraud.monitoring.live): the PSI of the champion's score and of its top
+    # live_drift_features features (0: all) over each window of this many transactions a process
+    # scores, as EMF metrics; 0 turns it off
+    live_drift_rows: int = Field(1000, ge=0)
+    live_drift_features: int = Field(10, ge=0)
+
     history_path: str | None = None  # local only: warm the in-memory feature state from this data
 
 

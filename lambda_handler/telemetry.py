@@ -4,7 +4,8 @@ Requests, latency and decisions per endpoint; a score-distribution bucket per sc
 transaction; review-queue send failures and the outbox size; decision records the
 decision log lost; cold starts; and from feedback: the recall and precision of the
 review+decline policy over a sliding window, frauds missed on approved transactions, the
-hard-example rate, and ``RecallBelowSLO`` (1 or 0), which an alarm watches.
+hard-example rate, and ``RecallBelowSLO`` (1 or 0), which an alarm watches; and the live
+drift of each window of scored transactions (``lambda_handler.live_drift``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class Telemetry:
             # symptom of broken features)
             self._expected_due = time.monotonic() + 60
             self.sink.put({"ExpectedReviewShare": (expected_review_share, "None")})
+
+    def live_drift(self, window) -> None:
+        """A window's PSIs (``fraud.monitoring.live.LiveWindow``) against the champion's reference."""
+        metrics = {"LivePSIRows": (window.rows, "Count"), "LiveScorePSI": (window.score_psi, "None")}
+        if window.feature_psi_max is not None:
+            metrics["LiveFeaturePSIMax"] = (window.feature_psi_max, "None")
+        self.sink.put(metrics)
 
     def state_fallback(self, status: str) -> None:
         """A transaction decided by the fallback policy (feature state empty or stale)."""

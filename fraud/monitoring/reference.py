@@ -12,16 +12,27 @@ registry version as ``reference.json`` (its SHA-256 in the manifest like every f
     focal           focal-loss percentiles p50/p90/p99 and the hard-example rate, under the
                     model's own gamma/alpha for a focal winner, else gamma 2, alpha 0.25
                     (``loss_source`` says which)
+    hourly          (when training gives the rows' times) per feature and for the score, the
+                    rows per UTC hour of the transaction and bin: the API's live drift check
+                    (``fraud.monitoring.live``) compares a few hours of traffic with the
+                    reference of the same hours
+
+Importable without pandas (the serving image has none): the API reads ``REFERENCE_FILE``
+and ``important_features`` from here.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from objectives import FocalLoss
 
-from .psi import bin_shares, quantile_edges
+from .psi import bin_index, bin_shares, quantile_edges
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REFERENCE_FILE = "reference.json"
 SCHEMA = 1
@@ -29,6 +40,7 @@ SCHEMA = 1
 SCORE_HISTOGRAM_EDGES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 P_T_EDGES = tuple(np.linspace(0.0, 1.0, 21))
 DEFAULT_GAMMA, DEFAULT_ALPHA = 2.0, 0.25
+HOURS = 24
 
 
 def distribution(values) -> dict:
@@ -42,6 +54,25 @@ def histogram(values, edges) -> list[float]:
     x = np.clip(np.asarray(values, dtype=np.float64), edges[0], edges[-1])
     counts, _ = np.histogram(x, bins=np.asarray(edges))
     return (counts / counts.sum()).tolist() if counts.sum() else counts.astype(float).tolist()
+
+
+def hourly_counts(values, edges, hours) -> list[list[int]]:
+    """Rows per (hour, bin) of one column: ``HOURS`` lists of bin counts, the missing bin last."""
+    counts = np.zeros((HOURS, len(edges) + 2), dtype=np.int64)
+    np.add.at(counts, (np.asarray(hours, dtype=np.int64), bin_index(values, edges)), 1)
+    return counts.tolist()
+
+
+def hourly(features: "pd.DataFrame", scores, edges: dict, score_edges, timestamps) -> dict:
+    """The ``hourly`` part of the reference, on the same edges as its deciles."""
+    import pandas as pd
+
+    hours = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True)).hour.to_numpy()
+    return {"hour": "UTC hour of the transaction's time",
+            "rows": np.bincount(hours, minlength=HOURS).tolist(),
+            "features": {name: hourly_counts(features[name].to_numpy(dtype=np.float64), edges[name], hours)
+                         for name in features.columns},
+            "score": hourly_counts(scores, score_edges, hours)}
 
 
 def focal_loss_settings(gamma, alpha) -> tuple[float, float | None, str]:
@@ -68,27 +99,34 @@ def focal_figures(margins, labels, gamma: float, alpha, hard_p_t: float) -> dict
             "p99": float(np.percentile(loss, 99)), "hard_example_rate": float(np.mean(p_t(z, y) < hard_p_t))}
 
 
-def reference_distributions(features: pd.DataFrame, scores, margins, labels, *, gamma=None, alpha=None,
+def reference_distributions(features: "pd.DataFrame", scores, margins, labels, *, gamma=None, alpha=None,
                             window: dict | None = None, importance: dict | None = None, hard_p_t: float = 0.5,
-                            model_kind: str | None = None) -> dict:
+                            model_kind: str | None = None, timestamps=None) -> dict:
     """The reference of one model version, JSON-ready. ``features``, ``scores`` (calibrated),
-    ``margins`` (raw) and ``labels`` are row-aligned over the reference window; ``gamma``
-    None for a winner that is not a focal model."""
+    ``margins`` (raw), ``labels`` and ``timestamps`` (the transactions' times; None: no
+    ``hourly`` part) are row-aligned over the reference window; ``gamma`` None for a winner
+    that is not a focal model."""
     labels = np.asarray(labels)
     g, a, source = focal_loss_settings(gamma, alpha)
     pts = p_t(margins, labels)
-    return {
+    columns = {name: distribution(features[name].to_numpy(dtype=np.float64)) for name in features.columns}
+    score = distribution(scores)
+    out = {
         "schema": SCHEMA, "model_kind": model_kind, "window": window or {}, "rows": int(len(labels)),
         "frauds": int((labels == 1).sum()),
-        "features": {name: distribution(features[name].to_numpy(dtype=np.float64)) for name in features.columns},
+        "features": columns,
         "feature_importance": dict(importance or {}),
-        "score": {**distribution(scores), "histogram": {"edges": list(SCORE_HISTOGRAM_EDGES),
-                                                        "shares": histogram(scores, SCORE_HISTOGRAM_EDGES)}},
+        "score": {**score, "histogram": {"edges": list(SCORE_HISTOGRAM_EDGES),
+                                         "shares": histogram(scores, SCORE_HISTOGRAM_EDGES)}},
         "p_t": {"edges": list(P_T_EDGES), "fraud": histogram(pts[labels == 1], P_T_EDGES),
                 "legitimate": histogram(pts[labels == 0], P_T_EDGES)},
         "focal": {"gamma": g, "alpha": a, "loss_source": source, "hard_p_t": hard_p_t,
                   **focal_figures(margins, labels, g, a, hard_p_t)},
     }
+    if timestamps is not None:
+        out["hourly"] = hourly(features, scores, {n: c["edges"] for n, c in columns.items()}, score["edges"],
+                               timestamps)
+    return out
 
 
 def important_features(reference: dict, k: int) -> list[str]:

@@ -5,6 +5,7 @@ the same on every retry, is decided by it; a broken challenger never fails scori
 from __future__ import annotations
 
 import shutil
+from datetime import timezone
 
 import numpy as np
 import pandas as pd
@@ -280,3 +281,29 @@ def test_the_decision_log_carries_both_scores_for_the_verdicts(local_settings, p
                  "challenger" if answer.decided_by == "champion" else "champion": answer.shadow["probability"]}
         assert pairs.loc[txn.transaction_id, "champion"] == pytest.approx(sides["champion"], rel=1e-12)
         assert pairs.loc[txn.transaction_id, "challenger"] == pytest.approx(sides["challenger"], rel=1e-12)
+
+
+def test_live_drift_counts_the_champions_own_score_on_canary_rows(local_settings, pair, payloads, spy):
+    """The live drift check judges the champion against its reference: a row the canary
+    decided still gives the champion's score (its shadow), with the row's features."""
+    registry, challenger = pair
+    history, txns = payloads
+    registry.set_challenger(challenger, "canary", 0.5, reason="half")
+    container = service(local_settings, registry, history)
+    seen = []
+
+    class Recorder:
+        def observe(self, version, feature_names, hours, matrix, scores):
+            seen.append((version, list(feature_names), list(hours), np.array(matrix), list(scores)))
+
+    container.scoring.live_drift = Recorder()
+    score_all(container, txns)
+    champion = container.holder.bundle
+    assert {v for v, *_ in seen} == {registry.champion()} and all(n == champion.feature_names for _, n, *_ in seen)
+    scores = [s for *_, s in seen for s in s]
+    assert len(scores) == len(txns) == len(spy)
+    canary = [a.decided_by == "challenger" for a in spy]
+    assert 0 < sum(canary) < len(canary)
+    assert scores == [a.shadow["probability"] if c else a.probability for a, c in zip(spy, canary)]
+    np.testing.assert_allclose(scores, champion.predict_proba(np.vstack([m for *_, m, _ in seen])), rtol=1e-12)
+    assert [h for _, _, hours, *_ in seen for h in hours] == [t.timestamp.astimezone(timezone.utc).hour for t in txns]

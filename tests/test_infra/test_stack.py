@@ -583,3 +583,32 @@ def test_recall_and_psi_alarms_start_the_training_task_through_the_cooldown(dev)
     (log,) = [s for s in training["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ReadWriteTriggerLog"]
     assert sorted(log["Action"]) == ["s3:GetObject", "s3:PutObject"] and log["Resource"]["Fn::Join"][1][-1] == \
         "/triggers/*"
+
+
+def test_the_live_drift_alarm_watches_what_the_api_emits(dev):
+    """LivePSIAboveThreshold: the larger of the live score and feature PSIs, averaged over 15
+    minutes, above the nightly monitor's threshold for two periods; its metric names and
+    dimensions are the ones the API's telemetry writes (a renamed metric would leave the
+    alarm watching nothing)."""
+    from fraud.monitoring.live import LiveWindow
+    from fraud.storage.metrics import InMemoryMetricsSink
+    from lambda_handler.telemetry import Telemetry
+
+    sink = InMemoryMetricsSink()
+    Telemetry(sink).live_drift(LiveWindow(1000, 0.05, {"amount": 0.3}))
+    emitted = {name for metrics, _ in sink.records for name in metrics}
+    alarms = {a["Properties"]["AlarmName"]: (k, a["Properties"])
+              for k, a in dev.find_resources("AWS::CloudWatch::Alarm").items()}
+    alarm_id, alarm = alarms["fraud-dev-LivePSIAboveThreshold"]
+    assert [m["Expression"] for m in alarm["Metrics"] if "Expression" in m] == ["MAX([FILL(score, 0), FILL(feature, 0)])"]
+    stats = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert {i: s["Metric"]["MetricName"] for i, s in stats.items()} == {"score": "LiveScorePSI",
+                                                                       "feature": "LiveFeaturePSIMax"}
+    assert {s["Metric"]["MetricName"] for s in stats.values()} <= emitted
+    for s in stats.values():
+        assert (s["Stat"], s["Period"], s["Metric"]["Namespace"]) == ("Average", 900, "FraudScoring")
+        assert s["Metric"]["Dimensions"] == [{"Name": "service", "Value": "fraud-scoring"}]
+    assert alarm["Threshold"] == 0.2 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["EvaluationPeriods"] == 2 and alarm["TreatMissingData"] == "notBreaching"
+    body = json.dumps(dev.find_resources("AWS::CloudWatch::Dashboard"))
+    assert "Live drift" in body and alarm_id in body

@@ -13,7 +13,7 @@ import pytest
 from batch_jobs.cli import main
 from fraud.decisions import read_decisions
 from fraud.models import FOCAL_KINDS
-from fraud.monitoring.psi import bin_shares
+from fraud.monitoring.psi import bin_index, bin_shares
 from fraud.monitoring.reference import REFERENCE_FILE, distribution
 from fraud.registry import ModelRegistry, sha256
 from helpers.configs import SMALL
@@ -73,6 +73,15 @@ def test_the_reference_is_in_the_manifest_and_computed_on_the_calibration_window
     assert focal["p50"] <= focal["p90"] <= focal["p99"]
     assert sum(reference["p_t"]["fraud"]) == pytest.approx(1.0) and sum(reference["p_t"]["legitimate"]) == \
         pytest.approx(1.0)
+    # the live drift check's counts: the same rows, by the UTC hour of their transaction
+    hourly = reference["hourly"]
+    assert hourly["rows"] == np.bincount(ts[inside].dt.tz_convert("UTC").dt.hour, minlength=24).tolist()
+    hours = ts[inside].dt.tz_convert("UTC").dt.hour.to_numpy()
+    for h in (3, 14):
+        assert np.asarray(hourly["features"]["amount"])[h].tolist() == np.bincount(
+            bin_index(features["amount"].to_numpy(dtype=float)[inside][hours == h],
+                      reference["features"]["amount"]["edges"]), minlength=len(hourly["features"]["amount"][h])).tolist()
+    assert np.asarray(hourly["score"]).sum() == inside.sum()
 
 
 def test_a_baseline_winner_reports_its_losses_under_gamma_2_alpha_0_25(small_transactions, small_features):
