@@ -83,7 +83,7 @@ def gate_dask(client, result, champion_version, registry, table_path, valid, kno
     champion_bundle, reason = None, None
     if champion_version is not None:
         try:
-            champion_bundle = registry.load(champion_version)
+            champion_bundle = registry.load_twin(champion_version)   # its twin, if any (batch_jobs.nightly.gate)
         except RegistryError as exc:
             reason = f"the champion cannot be loaded ({exc})"
     table = table_path

@@ -89,7 +89,11 @@ def gate(result: TrainingResult, champion_version: str | None, registry: ModelRe
          features: pd.DataFrame, config: FraudConfig) -> dict:
     """Is the challenger not worse than the champion on the same test window? Counted as
     a fraud team counts (``fraud.evaluation``): cards with a fraud label known at the time
-    are left out of AP and recall; the money per day covers the whole window."""
+    are left out of AP and recall; the money per day covers the whole window. When the
+    served models are latest refits (``fraud.refit``), both sides are their twins: the
+    latest ones trained on this window (the challenger's) or on part of it (yesterday's
+    champion's); the twins trained on neither, and are what the served ones' calibration and
+    thresholds were fitted for."""
     split = result.summary["split"]
     test_mask = ((transactions["timestamp"] >= pd.Timestamp(split["test"]["start"]))
                  & (transactions["timestamp"] < pd.Timestamp(split["test"]["end"]))).to_numpy()
@@ -110,11 +114,11 @@ def gate(result: TrainingResult, champion_version: str | None, registry: ModelRe
                 # the report's money and catch per day, each model under its own thresholds
                 "outcomes": window_outcomes(probs, bundle.thresholds, window, config.policy, config.data.currency)}
 
-    challenger = {"version": "challenger", **score(result.bundle, features)}
+    challenger = {"version": "challenger", **score(result.evaluation_bundle, features)}
     if champion_version is None:
         return {"decision": "promote", "reason": "there is no champion yet", "scores": {"challenger": challenger}}
     try:
-        champion_bundle = registry.load(champion_version)
+        champion_bundle = registry.load_twin(champion_version)
     except RegistryError as exc:
         return {"decision": "promote", "reason": f"the champion cannot be loaded ({exc})",
                 "scores": {"challenger": challenger}}
@@ -245,7 +249,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
                    "data": {"source": str(data), "rows": int(len(transactions)), "invalid_rows": validation.rows_bad,
                             "first": transactions["timestamp"].min().isoformat(),
                             "last": transactions["timestamp"].max().isoformat(), "window": str(window)}}
-        version = registry.publish(result.bundle, extra={
+        version = registry.publish(result.bundle, twin=result.twin, extra={
             "metrics.json": summary,
             "config.json": json.loads(config.model_dump_json()),
             REFERENCE_FILE: result.reference,  # what fraud monitor compares the decision log with

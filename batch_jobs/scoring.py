@@ -73,7 +73,9 @@ def score_frame(bundle: ModelBundle, frame: pd.DataFrame, features: pd.DataFrame
         **_card_column(frame[CARD_ID], keys), TERMINAL_ID: frame[TERMINAL_ID].to_numpy(),
         "amount": frame["amount"].to_numpy(), "score": scores, "decision": decisions,
         "reasons": reasons, "model_version": version,
-        **{f"reason_{i + 1}": names[i] for i in range(REASONS)},
+        # typed: a chunk with no flagged row (or no third reason) would otherwise be all-null,
+        # which Parquet stores as another type than the next chunk's strings
+        **{f"reason_{i + 1}": pd.Series(names[i], dtype="str") for i in range(REASONS)},
     })
     return pd.concat([out, features.add_prefix("f_")], axis=1)
 

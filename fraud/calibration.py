@@ -18,10 +18,12 @@ def _logit(p):
 
 
 class Calibrator:
-    """``fit(scores, labels)`` then ``predict(scores)``; ``to_dict``/``from_dict`` for storage."""
+    """``fit(scores, labels)`` then ``predict(scores)``; ``to_dict``/``from_dict`` for storage.
+    ``quantile_mapped`` makes the fourth kind, ``mapped``: another model's calibrator after a
+    monotone map of the scores onto that model's."""
 
     def __init__(self, method: str = "isotonic"):
-        if method not in ("isotonic", "platt", "identity"):
+        if method not in ("isotonic", "platt", "identity", "mapped"):
             raise ValueError(f"unknown calibration method {method!r}")
         self.method = method
 
@@ -38,6 +40,8 @@ class Calibrator:
         elif self.method == "platt":
             lr = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores)[:, None], labels)
             self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        elif self.method == "mapped":
+            raise ValueError("a mapped calibrator is made by quantile_mapped, not fitted")
         return self
 
     def predict(self, scores) -> np.ndarray:
@@ -46,6 +50,8 @@ class Calibrator:
             return np.interp(scores, self.x_, self.y_)
         if self.method == "platt":
             return 1.0 / (1.0 + np.exp(-(self.a_ * _logit(scores) + self.b_)))
+        if self.method == "mapped":
+            return self.then_.predict(np.interp(scores, self.x_, self.to_))
         return scores
 
     def to_dict(self) -> dict:
@@ -54,6 +60,8 @@ class Calibrator:
             out.update(x=self.x_.tolist(), y=self.y_.tolist())
         elif self.method == "platt":
             out.update(a=self.a_, b=self.b_)
+        elif self.method == "mapped":
+            out.update(x=self.x_.tolist(), to=self.to_.tolist(), then=self.then_.to_dict())
         return out
 
     @classmethod
@@ -63,7 +71,38 @@ class Calibrator:
             cal.x_, cal.y_ = np.asarray(data["x"], dtype=float), np.asarray(data["y"], dtype=float)
         elif cal.method == "platt":
             cal.a_, cal.b_ = float(data["a"]), float(data["b"])
+        elif cal.method == "mapped":
+            if data["then"].get("method") == "mapped":
+                raise ValueError("a mapped calibrator maps onto a fitted one, not onto another mapped one")
+            cal.x_, cal.to_ = np.asarray(data["x"], dtype=float), np.asarray(data["to"], dtype=float)
+            cal.then_ = cls.from_dict(data["then"])
         return cal
+
+
+# the levels at which quantile_mapped matches two models' scores: even over the bulk, finer
+# towards the top (the review and decline thresholds sit in the top percent or so)
+MAPPED_LEVELS = np.unique(np.concatenate([np.linspace(0.0, 1.0, 201), 1.0 - np.geomspace(1e-5, 0.2, 200)]))
+
+
+def quantile_mapped(calibrator: Calibrator, reference_scores, scores) -> Calibrator:
+    """A calibrator for a model that has no unseen labelled rows left (``fraud.refit``'s
+    latest refit), from one fitted for another model of the same recipe (its twin): both
+    models score the same unlabelled rows, neither trained on; a score at the latest's
+    quantile q is mapped (piecewise linearly) to the twin's raw score at q, then through the
+    twin's own calibrator, unchanged: its flat steps stay flat, so the calibrated scores
+    take the twin's values with the twin's shares (what ``fraud monitor`` and the live drift
+    compare with the reference) and the twin's thresholds send the same share to review."""
+    ref = np.asarray(reference_scores, dtype=np.float64)
+    own = np.asarray(scores, dtype=np.float64)
+    x, to = np.quantile(own, MAPPED_LEVELS), np.quantile(ref, MAPPED_LEVELS)
+    # a tree model's scores have atoms (many rows on one leaf combination): a score that
+    # holds levels q0..q1 of the latest's goes to the twin's score at their middle level
+    # (np.interp needs increasing x; ``to`` rises with q, so the middles keep it monotone)
+    x, first = np.unique(x, return_index=True)
+    last = np.r_[first[1:] - 1, len(MAPPED_LEVELS) - 1]
+    mapped = Calibrator("mapped")
+    mapped.x_, mapped.to_, mapped.then_ = x, to[(first + last) // 2], calibrator
+    return mapped
 
 
 def expected_calibration_error(probabilities, labels, bins: int = 15) -> float:

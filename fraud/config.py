@@ -139,12 +139,18 @@ class SplitConfig(_Section):
     test_days: int = Field(21, gt=0)
     gap_days: float | None = None  # default: the label delay
     prequential_folds: int = Field(2, ge=1)
-    # refit the winner on the newest window, past validation (fraud.refit): the served model
-    # is 28 days old instead of 56 with the defaults; calibration and thresholds then come
-    # from the first calibration_days of the test window (default: half of it) and the test
-    # figures and the gate from the rest
+    # refit the winner past validation (fraud.refit), the twin: calibration and thresholds
+    # then come from its scores on the first calibration_days of the test window (default:
+    # half of it), the test figures and the gate from the rest
     refit: bool = True
     calibration_days: int | None = Field(None, gt=0)
+    # with refit, serve the winner refitted again on the newest label-complete window (ending
+    # at as_of - label delay: 0 days from its label cutoff), calibrated from the twin (its
+    # scores mapped onto the twin's by quantile on the newest days) with the twin's
+    # thresholds, unless of the rows the twin sends to review there the latest sends fewer
+    # than transfer_min_overlap (then the twin, 28 days old, is served)
+    serve_latest: bool = True
+    transfer_min_overlap: float = Field(0.5, gt=0, le=1)
 
 
 Range = tuple[float, ...]  # [low, high] of a searched hyper-parameter; one value fixes it

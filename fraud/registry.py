@@ -3,6 +3,8 @@
 
     versions/<version>/...            model files, calibration, thresholds, feature spec,
                                        metrics, config, training facts
+    versions/<version>/twin-...       the twin's model files, when the served model is the
+                                       latest refit (fraud.refit): what the gate judges
     versions/<version>/manifest.json  SHA-256 of every file; written last
     champion.json                     {"version": ...}: the one the API serves
     challenger.json                   {"version": ..., "mode": "shadow"|"canary", ...}: the one
@@ -34,6 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .bundle import ModelBundle
+from .calibration import Calibrator
+from .models import Candidate
 from .pseudonym import Pseudonymizer, configured_pseudonymizer
 from .storage.blob import BlobNotFound, BlobStore, open_blob_store
 
@@ -42,6 +46,7 @@ MANIFEST = "manifest.json"
 CHAMPION = "champion.json"
 CHALLENGER = "challenger.json"
 CHALLENGER_MODES = ("shadow", "canary")
+TWIN_PREFIX = "twin-"   # the twin's model files (fraud.refit): loaded only by load_twin
 
 
 class RegistryError(RuntimeError):
@@ -94,23 +99,33 @@ class ModelRegistry:
         return self.store.uri
 
     # -- versions --------------------------------------------------------------------------
-    def publish(self, bundle: ModelBundle, extra: dict[str, dict] | None = None, created_from: dict | None = None) -> str:
-        """Write a new immutable version; returns its id. Does not promote it."""
+    def publish(self, bundle: ModelBundle, extra: dict[str, dict] | None = None, created_from: dict | None = None,
+                twin=None) -> str:
+        """Write a new immutable version; returns its id. Does not promote it. ``twin``: the
+        bundle the test figures are of when the served model is a latest refit
+        (``fraud.refit``): its model and calibrator are stored as ``twin-*`` files, for
+        ``load_twin``."""
         version = f"{_now():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         prefix = f"versions/{version}"
         if self.store.exists(f"{prefix}/{MANIFEST}"):
             raise RegistryError(f"version {version} already exists")
         with tempfile.TemporaryDirectory() as tmp:
-            files = bundle.write(Path(tmp))
+            files = [(path.name, path) for path in bundle.write(Path(tmp) / "bundle")]
             for name, payload in (extra or {}).items():
                 path = Path(tmp) / name
                 path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-                files.append(path)
+                files.append((name, path))
+            if twin is not None:
+                (Path(tmp) / "twin").mkdir()
+                calibration = Path(tmp) / "twin" / "calibration.json"
+                calibration.write_text(json.dumps(twin.calibrator.to_dict(), indent=2, sort_keys=True))
+                files += [(TWIN_PREFIX + path.name, path)
+                          for path in [*twin.model.save(Path(tmp) / "twin"), calibration]]
             digests = {}
-            for path in files:
+            for name, path in files:
                 data = path.read_bytes()
-                self.store.put(f"{prefix}/{path.name}", data)
-                digests[path.name] = {"sha256": sha256(data), "bytes": len(data)}
+                self.store.put(f"{prefix}/{name}", data)
+                digests[name] = {"sha256": sha256(data), "bytes": len(data)}
         manifest = {"version": version, "created_at": _now().isoformat(), "files": digests,
                     "model_kind": bundle.model.kind, **(created_from or {})}
         manifest["signature"] = self._signature(manifest)
@@ -158,13 +173,31 @@ class ModelRegistry:
         return data
 
     def load(self, version: str) -> ModelBundle:
-        """Download, verify and open a version."""
+        """Download, verify and open a version (the model it serves)."""
         manifest = self.manifest(version)
         with tempfile.TemporaryDirectory() as tmp:
             for name in manifest["files"]:
-                (Path(tmp) / name).write_bytes(self.read_file(version, name))
+                if not name.startswith(TWIN_PREFIX):
+                    (Path(tmp) / name).write_bytes(self.read_file(version, name))
             bundle = ModelBundle.read(Path(tmp))
         bundle.metadata = {**bundle.metadata, "version": version}
+        return bundle
+
+    def load_twin(self, version: str) -> ModelBundle:
+        """The version as the gate judges it: its bundle with the twin's model and calibrator
+        when it has them (the served model was then trained on the newest window, so only the
+        twin has a window left that neither it nor a later model saw; ``fraud.refit``), else
+        ``load``."""
+        bundle = self.load(version)
+        names = [n for n in self.manifest(version)["files"] if n.startswith(TWIN_PREFIX)]
+        if not names:
+            return bundle
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in names:
+                (Path(tmp) / name[len(TWIN_PREFIX):]).write_bytes(self.read_file(version, name))
+            bundle.model = Candidate.load(Path(tmp))
+            bundle.calibrator = Calibrator.from_dict(json.loads((Path(tmp) / "calibration.json").read_text()))
+        bundle.metadata = {**bundle.metadata, "model": "twin"}
         return bundle
 
     def read_json(self, version: str, name: str) -> dict:

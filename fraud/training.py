@@ -22,6 +22,7 @@ share use every validation/test row: the review team sees all the traffic.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,12 +36,12 @@ from .calibration import Calibrator, calibration_curve
 from .config import FraudConfig
 from .features.spec import FeatureSpec
 from .models import BASELINE_KINDS, FOCAL_KINDS, library_versions
-from .monitoring.reference import reference_distributions
+from .monitoring.reference import reference_distributions, with_served_scores
 from .policy import choose_thresholds, outcome
 from .progress import progress_bar
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
 from .search import FoldData, SearchResult, local_fit, run_search
-from .refit import check_plan, plan_refit, refit
+from .refit import check_plan, check_transfer, plan_refit, refit
 from .splits import TimeSplit, check_classes, labels_known_at, make_split
 from .uncertainty import day_bootstrap
 
@@ -104,6 +105,15 @@ class TrainingResult:
     searches: dict = field(default_factory=dict)
     # the served model's distributions on the window calibration was fitted on (fraud.monitoring.reference)
     reference: dict = field(default_factory=dict)
+    # when the served model is the latest refit (fraud.refit): the twin's bundle (its model and
+    # calibrator, the same thresholds), whose scores the test figures are of; the registry
+    # keeps it for the nightly gate
+    twin: ModelBundle | None = None
+
+    @property
+    def evaluation_bundle(self) -> ModelBundle:
+        """What the test figures describe: the twin's bundle, else the served one."""
+        return self.bundle if self.twin is None else self.twin
 
 
 def _fold_data(data: LabelledFeatures, split: TimeSplit, rate: float, seed: int,
@@ -183,6 +193,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     test_all, test = data.rows(test_mask), data.rows(test_mask & counted)
     capacity = config.policy.review_capacity_per_day
     winner, choice = _choose_winner(results, val_counted, capacity)
+    # ``model``: the model the test figures, calibration and thresholds are of (fold 0's, or
+    # the twin); ``served``: the one the bundle serves (the same, or the latest refit)
     model, trained_on, label_cutoff, refit_info = (results[winner].model, split.folds[0].train,
                                                    split.folds[0].label_cutoff, None)
     if plan is not None:
@@ -190,11 +202,6 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         trained_on, label_cutoff = plan.train, plan.label_cutoff
         # calibration and thresholds on rows the refit did not see (the test window's first part)
         val = data.rows(plan.calibration.mask(data.timestamp))
-    served = {"kind": winner, "refitted": plan is not None, "train": trained_on.to_dict(),
-              "label_cutoff": label_cutoff.isoformat(), "as_of": split.as_of.isoformat(),
-              "age_days": (split.as_of - label_cutoff) / pd.Timedelta(days=1),
-              "calibrated_on": (plan.calibration if plan is not None else split.folds[0].validation).to_dict(),
-              "refit": refit_info}
 
     raw_val = model.predict_proba(val.features)
     raw_test, raw_test_all = model.predict_proba(test.features), model.predict_proba(test_all.features)
@@ -202,6 +209,34 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     cal_val, cal_test, cal_test_all = calibrator.predict(raw_val), calibrator.predict(raw_test), \
         calibrator.predict(raw_test_all)
     thresholds, policy_report = choose_thresholds(cal_val, val.label, val.amount, val.n_days(), config.policy)
+    served_model, served_cal, served_on, served_cutoff, served_info, transfer = \
+        model, calibrator, trained_on, label_cutoff, refit_info, None
+    if plan is not None and plan.latest is not None:   # the latest refit, calibrated from the twin (fraud.refit)
+        latest, latest_info = refit(results[winner], int(folds[0].y_train.size), data, plan, cfg, latest=True)
+        newest = data.rows(plan.newest.mask(data.timestamp))
+        latest_newest = latest.predict_proba(newest.features)
+        mapped, transfer = check_transfer(model.predict_proba(newest.features), latest_newest, calibrator, thresholds,
+                                          config.split.transfer_min_overlap, config.monitoring.min_rows)
+        log.info("latest refit (%s .. %s): %s", plan.latest.start.date(), plan.latest.end.date(), transfer["reason"])
+        if transfer["serve"] == "latest":
+            served_model, served_cal, served_on, served_cutoff, served_info = \
+                latest, mapped, plan.latest, plan.latest_cutoff, latest_info
+        else:
+            log.warning("serving the twin (%s .. %s) instead of the latest refit: %s", plan.train.start.date(),
+                        plan.train.end.date(), transfer["reason"])
+    fresh = served_model is not model
+    served = {"kind": winner, "refitted": plan is not None, "latest": fresh, "train": served_on.to_dict(),
+              "label_cutoff": served_cutoff.isoformat(), "as_of": split.as_of.isoformat(),
+              "age_days": (split.as_of - served_cutoff) / pd.Timedelta(days=1),
+              "calibrated_on": (plan.calibration if plan is not None else split.folds[0].validation).to_dict(),
+              "calibration": ("cross-fitted: the twin's calibrator (fitted on rows the twin did not see) after "
+                              "its scores are mapped onto the twin's by quantile on the newest days; the twin's "
+                              "thresholds" if fresh else "its own scores of rows it did not see"),
+              "refit": served_info,
+              "twin": None if plan is None else {"train": trained_on.to_dict(), "label_cutoff": label_cutoff.isoformat(),
+                                                 "age_days": (split.as_of - label_cutoff) / pd.Timedelta(days=1),
+                                                 "refit": refit_info},
+              "transfer": transfer}
     test_outcome = outcome(cal_test, test.label, test.amount, test.n_days(), thresholds, config.policy)
     workload = outcome(cal_test_all, test_all.label, test_all.amount, test_all.n_days(), thresholds, config.policy)
     decisions = thresholds.decide(cal_test)
@@ -221,7 +256,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         }
         plots["pr_curves"][kind] = metrics.pr_curve(probs, test.label)
         plots["histories"][kind] = res.model.history_
-    gamma, alpha = model.focal if winner in FOCAL_KINDS else (0.0, None)
+    gamma, alpha = model.focal if winner in FOCAL_KINDS else (0.0, None)   # of the test figures' model
+    served_gamma, served_alpha = served_model.focal if winner in FOCAL_KINDS else (0.0, None)
     split_dict = split.to_dict()
     if plan is not None:   # the test figures, the comparison and the gate count the judged part
         split_dict.update(test=plan.judged.to_dict(), test_full=split.test.to_dict(), refit=plan.to_dict())
@@ -239,8 +275,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
             "test_frauds_left_out": int(test_all.label.sum() - test.label.sum())},
         "choice": choice,
         "candidates": candidates,
-        "winner": {"kind": winner, "params": results[winner].best.params, "rounds": model.n_rounds_,
-                   "gamma": gamma, "alpha": alpha},
+        "winner": {"kind": winner, "params": results[winner].best.params, "rounds": served_model.n_rounds_,
+                   "gamma": served_gamma, "alpha": served_alpha},
         "calibration": {"method": cfg.calibration,
                         # the rows calibration was fitted on: fold 0's validation, or the refit's calibration window
                         ("calibration window" if plan is not None else "validation"):
@@ -260,7 +296,7 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         # every candidate's test AP with a day-bootstrap interval; focal vs the tuned baseline
         "comparison": day_bootstrap(test_probs, test.label, test.days(), BASELINE_KINDS, FOCAL_KINDS,
                                     seed=cfg.seed),
-        "feature_importance": model.feature_importance(),
+        "feature_importance": served_model.feature_importance(),
         "search": search.summary,
         "trials": [{"kind": t.kind, "params": t.params, "validation_ap": None if t.pruned else t.score,
                     "fold_scores": t.scores, "rounds": t.rounds, "seconds": t.seconds, "pruned": t.pruned,
@@ -274,9 +310,11 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
         margins={"values": margins, "labels": test.label},
         thresholds=thresholds.to_dict(),
     )
-    bundle = ModelBundle(model, calibrator, thresholds, spec,
-                         metadata={"winner": winner, "gamma": gamma, "alpha": alpha,
-                                   "trained_on": trained_on.to_dict(), "label_cutoff": label_cutoff.isoformat(),
+    bundle = ModelBundle(served_model, served_cal, thresholds, spec,
+                         metadata={"winner": winner, "gamma": served_gamma, "alpha": served_alpha,
+                                   "trained_on": served_on.to_dict(), "label_cutoff": served_cutoff.isoformat(),
+                                   # the twin's (fraud.refit), which the registry keeps for the gate
+                                   "twin_trained_on": trained_on.to_dict() if fresh else None,
                                    "age_days": served["age_days"], "as_of": split.as_of.isoformat(),
                                    "currency": config.data.currency, "amount_range": _amount_range(data.amount),
                                    # the share of transactions the thresholds send to review (test window):
@@ -291,4 +329,8 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
                                         window=served["calibrated_on"], importance=summary["feature_importance"],
                                         hard_p_t=config.monitoring.hard_p_t, model_kind=winner,
                                         timestamps=val.timestamp)
-    return TrainingResult(bundle, summary, plots, results, reference)
+    if fresh:   # the served latest's own scores, of the newest days (fraud.monitoring.reference)
+        reference = with_served_scores(reference, served_cal.predict(latest_newest), newest.timestamp,
+                                       plan.newest.to_dict())
+    twin = dataclasses.replace(bundle, model=model, calibrator=calibrator) if fresh else None
+    return TrainingResult(bundle, summary, plots, results, reference, twin)

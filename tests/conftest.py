@@ -128,7 +128,7 @@ def champion_registry(tmp_path_factory, small_transactions, small_features):
             assert result.bundle.model.kind == kind
             path = tmp_path_factory.mktemp(f"champion-{kind}")
             registry = ModelRegistry.open(path)
-            registry.promote(registry.publish(result.bundle), f"{kind} champion for tests")
+            registry.promote(registry.publish(result.bundle, twin=result.twin), f"{kind} champion for tests")
             built[kind] = path
         return built[kind]
 

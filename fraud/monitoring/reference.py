@@ -129,6 +129,27 @@ def reference_distributions(features: "pd.DataFrame", scores, margins, labels, *
     return out
 
 
+def with_served_scores(reference: dict, scores, timestamps, window: dict) -> dict:
+    """``reference`` with its score part (deciles, histogram, hourly counts) taken from the
+    served model's calibrated ``scores`` of other rows, unlabelled ones (the score needs no
+    label): for a served model that trained on the reference window (``fraud.refit``'s
+    latest), whose scores there would be in-sample, and whose calibrated scores, though
+    distributed like its twin's in the large, do not share the twin's ties (the deciles of
+    a step calibrator), which a PSI on those deciles reads as drift. The features, p_t and
+    focal figures stay the reference window's."""
+    import pandas as pd
+
+    score = distribution(scores)
+    out = {**reference, "score": {**score, "histogram": {"edges": list(SCORE_HISTOGRAM_EDGES),
+                                                          "shares": histogram(scores, SCORE_HISTOGRAM_EDGES)}},
+           "score_window": {**window, "rows": int(np.asarray(scores).size),
+                            "why": "the served model's scores of days after its training window"}}
+    if "hourly" in reference:
+        hours = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True)).hour.to_numpy()
+        out["hourly"] = {**reference["hourly"], "score": hourly_counts(scores, score["edges"], hours)}
+    return out
+
+
 def important_features(reference: dict, k: int) -> list[str]:
     """The reference's top-``k`` features by importance (all for 0, or without importances)."""
     names = list(reference["features"])

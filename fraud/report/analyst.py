@@ -53,15 +53,28 @@ def _served(r: RunView) -> str:
 
 def model_age(s: dict) -> str:
     """How old this run's model is: its training window, the labels it knew and their age at
-    as_of (a model knows nothing of the fraud reported after its label cutoff)."""
+    as_of (a model knows nothing of the fraud reported after its label cutoff); for a latest
+    refit, also the twin its test figures and calibration are of (``fraud.refit``)."""
     m = s.get("served_model")
     if not m:
         return ""
-    how = ("refitted on the newest window once chosen" if m.get("refitted") else
-           "the model of the search's newest fold")
-    return (f"<p class='age'>This run's model learned from the transactions of "
-            f"<b>{fmt.date_range(m['train']['start'], m['train']['end'])}</b> with the fraud labels known by "
-            f"{fmt.date(m['label_cutoff'])}: <b>{m['age_days']:g} days old</b> on {fmt.date(m['as_of'])} ({how}).</p>")
+    if m.get("latest"):
+        how = "refitted on the newest label-complete window once chosen"
+    elif m.get("refitted"):
+        how = "refitted past validation once chosen"
+    else:
+        how = "the model of the search's newest fold"
+    out = (f"<p class='age'>This run's model learned from the transactions of "
+           f"<b>{fmt.date_range(m['train']['start'], m['train']['end'])}</b> with the fraud labels known by "
+           f"{fmt.date(m['label_cutoff'])}: <b>{m['age_days']:g} days old</b> on {fmt.date(m['as_of'])} ({how}).")
+    twin, transfer = m.get("twin"), m.get("transfer") or {}
+    if m.get("latest") and twin:
+        out += (f" The test figures are those of its twin, the same recipe trained on "
+                f"{fmt.date_range(twin['train']['start'], twin['train']['end'])}, whose calibration and thresholds it "
+                f"uses ({esc(transfer.get('reason', ''))}).")
+    elif twin and transfer.get("serve") == "twin":
+        out += f" The refit on the newest window was not served: {esc(transfer.get('reason', ''))}."
+    return out + "</p>"
 
 
 def decision(r: RunView) -> str:

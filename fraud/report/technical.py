@@ -125,9 +125,21 @@ def parameters(r: RunView) -> str:
                    esc(f"{fmt.date_range(served['train']['start'], served['train']['end'])} / "
                        f"{fmt.date(served['label_cutoff'])}")),
                   ("Served model: age at as_of", f"{served['age_days']:g} days"
-                   + (" (refitted)" if served.get("refitted") else " (fold 1's model)")),
+                   + (" (latest refit)" if served.get("latest") else " (refitted)" if served.get("refitted")
+                      else " (fold 1's model)")),
                   ("Served model: calibration and thresholds on",
-                   esc(fmt.date_range(served["calibrated_on"]["start"], served["calibrated_on"]["end"])))]
+                   esc(fmt.date_range(served["calibrated_on"]["start"], served["calibrated_on"]["end"])
+                       + (" (the twin's scores, cross-fitted)" if served.get("latest") else "")))]
+        twin, transfer = served.get("twin"), served.get("transfer")
+        if twin:
+            items.append(("Twin (test figures, gate): training window / age",
+                          esc(f"{fmt.date_range(twin['train']['start'], twin['train']['end'])} / "
+                              f"{twin['age_days']:g} days")))
+        if transfer:
+            overlap = "n/a" if transfer.get("overlap") is None else f"{transfer['overlap']:.0%}"
+            items.append(("Calibration transfer on the newest days",
+                          esc(f"{transfer['rows']} rows; of the twin's review rows the latest's share "
+                              f"{overlap} (at least {transfer['min_overlap']:.0%}): serves the {transfer['serve']}")))
     items += [("Review capacity a day", fmt.count(pol["review_capacity_per_day"])),
               ("Review cost", r.money(pol["review_cost"], True)),
               ("False-decline cost", r.money(pol["false_decline_cost"], True)),

@@ -54,7 +54,8 @@ def test_training_reports_filtered_figures_and_the_unfiltered_beside(small_train
                                                                       small_features, windows):
     _, features = small_features
     test, known = windows
-    summary, bundle = small_training.summary, small_training.bundle
+    # the test figures are the twin's (the served latest trained on the test window: fraud.refit)
+    summary, bundle = small_training.summary, small_training.evaluation_bundle
     counted = test & ~known
     assert summary["evaluation"]["test_rows_left_out"] == int((test & known).sum()) > 0
     labels = small_transactions["label"].to_numpy()
@@ -89,10 +90,10 @@ def test_the_gate_counts_as_the_team_does(small_training, small_transactions, sm
     verdict = gate(small_training, None, None, small_transactions, features, small_config)
     scores = verdict["scores"]["challenger"]
     labels = small_transactions["label"].to_numpy()
-    probs = small_training.bundle.predict_proba(features[counted])
+    probs = small_training.evaluation_bundle.predict_proba(features[counted])   # the twin (fraud.refit)
     assert scores["average_precision"] == pytest.approx(metrics.ranking(probs, labels[counted])["average_precision"],
                                                         abs=1e-12)
-    all_probs = small_training.bundle.predict_proba(features[test])
+    all_probs = small_training.evaluation_bundle.predict_proba(features[test])
     assert scores["average_precision_unfiltered"] == pytest.approx(
         metrics.ranking(all_probs, labels[test])["average_precision"], abs=1e-12)
     assert np.isfinite(scores["recall_at_capacity"])

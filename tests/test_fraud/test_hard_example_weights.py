@@ -98,7 +98,8 @@ def fits(small_transactions, small_features):
 
         data = LabelledFeatures.from_transactions(small_transactions, features, weight)
         result = train(data, config, spec, progress=False, fitter=fitter)
-        out[name] = (result.bundle.model.predict_proba(features.iloc[:3000]), received, data, config)
+        # fold 0's model: its training window holds the up-weighted rows (the served latest's does not)
+        out[name] = (result.searches["focal_xgb"].model.predict_proba(features.iloc[:3000]), received, data, config)
     return out
 
 
@@ -123,3 +124,7 @@ def test_weight_5_reaches_the_refit(fits):
     rows, _, weight = refit_rows(data, plan, config.search)
     _, _, base = refit_rows(plain, plan, config.search)
     assert np.allclose(weight, base * rows.weight) and (rows.weight == 5).any()
+    # the latest refit's rows carry theirs too (none of these fall in its window: all 1)
+    rows, _, weight = refit_rows(data, plan, config.search, latest=True)
+    _, _, base = refit_rows(plain, plan, config.search, latest=True)
+    assert np.allclose(weight, base * rows.weight) and rows.weight is not None

@@ -35,6 +35,11 @@ def test_the_refit_window_ends_where_designed(small_transactions, small_config):
     assert (plan.calibration.start, plan.judged.end) == (split.test.start, split.test.end)
     assert plan.calibration.end == plan.judged.start == split.test.start + (small_config.split.test_days // 2) * DAY
     assert plan.train.end > split.folds[0].train.end   # fresher than the fold's model
+    # the latest (served): train_days ending at as_of - label delay, with the labels known at as_of;
+    # the newest days after it, seen by neither, for the calibration transfer
+    assert plan.latest.end == split.test.end == split.as_of - pd.Timedelta(small_config.data.label_delay)
+    assert plan.latest.days == small_config.split.train_days and plan.latest_cutoff == split.as_of
+    assert (plan.newest.start, plan.newest.end) == (plan.latest.end, split.as_of)
 
 
 def test_the_refit_trains_on_its_window_with_the_labels_known_at_its_cutoff(small_transactions, small_features,
@@ -52,30 +57,72 @@ def test_the_refit_trains_on_its_window_with_the_labels_known_at_its_cutoff(smal
     # every fraud known at the cutoff is kept by the negative sampling
     window = data.rows(plan.train.mask(data.timestamp))
     assert y.sum() == int(((window.label == 1) & (window.label_time < plan.label_cutoff).to_numpy()).sum())
+    # the latest: its own window, the labels known at as_of (and none reported later)
+    rows, y, _ = refit_rows(data, plan, small_config.search, latest=True)
+    assert plan.latest.mask(rows.timestamp).all() and not plan.train.mask(rows.timestamp).all()
+    known = (rows.label == 1) & (rows.label_time < plan.latest_cutoff).to_numpy()
+    assert (y == known).all() and y.sum() > 0
 
 
-def test_calibration_and_thresholds_come_from_rows_the_refit_did_not_see(small_training, small_transactions,
-                                                                         small_features, small_config):
+def test_calibration_and_thresholds_come_from_rows_the_twin_did_not_see(small_training, small_transactions,
+                                                                        small_features, small_config):
     _, features = small_features
     served = small_training.summary["served_model"]
-    trained, calibrated = _window(served["train"]), _window(served["calibrated_on"])
-    assert served["refitted"] and _disjoint(trained, calibrated)
+    trained, calibrated = _window(served["twin"]["train"]), _window(served["calibrated_on"])
+    assert served["refitted"] and served["latest"] and _disjoint(trained, calibrated)
     assert calibrated.start >= trained.end + pd.Timedelta(small_config.data.label_delay)
-    # the bundle's calibrator and thresholds are those of exactly these rows
+    # the twin's calibrator and the thresholds are those of exactly these rows
     data = LabelledFeatures.from_transactions(small_transactions, features)
     cal = data.rows(calibrated.mask(data.timestamp))
-    bundle = small_training.bundle
-    raw = bundle.model.predict_proba(cal.features)
+    twin = small_training.evaluation_bundle
+    assert twin is small_training.twin and twin.model is not small_training.bundle.model
+    raw = twin.model.predict_proba(cal.features)
     expected = Calibrator(small_config.search.calibration).fit(raw, cal.label)
     grid = np.linspace(0, 1, 201)
-    assert np.allclose(bundle.calibrator.predict(grid), expected.predict(grid))
+    assert np.allclose(twin.calibrator.predict(grid), expected.predict(grid))
     thresholds, _ = choose_thresholds(expected.predict(raw), cal.label, cal.amount, cal.n_days(), small_config.policy)
-    assert thresholds.to_dict() == bundle.thresholds.to_dict()
+    assert thresholds.to_dict() == twin.thresholds.to_dict() == small_training.bundle.thresholds.to_dict()
 
 
-def test_the_gate_judges_on_a_window_neither_model_trained_or_calibrated_on(small_training, small_transactions,
-                                                                            small_features, small_config,
-                                                                            champion_registry):
+def test_the_served_latest_is_calibrated_from_the_twin_on_the_newest_days(small_training, small_transactions,
+                                                                          small_features, small_config):
+    from fraud.calibration import quantile_mapped
+
+    _, features = small_features
+    served, bundle, twin = small_training.summary["served_model"], small_training.bundle, small_training.twin
+    newest_window = _window(served["refit"]["train"])
+    assert newest_window == _window(bundle.metadata["trained_on"])
+    data = LabelledFeatures.from_transactions(small_transactions, features)
+    split = make_split(data.timestamp, small_config.split, pd.Timedelta(small_config.data.label_delay))
+    newest = data.rows(plan_refit(split, small_config.split).newest.mask(data.timestamp))
+    assert len(newest.label) == served["transfer"]["rows"] >= small_config.monitoring.min_rows
+    twin_raw, latest_raw = twin.model.predict_proba(newest.features), bundle.model.predict_proba(newest.features)
+    expected = quantile_mapped(twin.calibrator, twin_raw, latest_raw)
+    grid = np.linspace(0, 1, 1001)
+    assert np.allclose(bundle.calibrator.predict(grid), expected.predict(grid))
+    # the raw scales differ; once mapped, the two send the same share of the newest days to review
+    assert not np.allclose(np.quantile(twin_raw, [0.5, 0.99]), np.quantile(latest_raw, [0.5, 0.99]), rtol=0.05)
+    shares = [np.mean(c >= bundle.thresholds.review)
+              for c in (twin.calibrator.predict(twin_raw), bundle.calibrator.predict(latest_raw))]
+    assert shares[1] == pytest.approx(shares[0], rel=0.05)
+    assert served["transfer"]["serve"] == "latest" and served["transfer"]["overlap"] >= 0.5
+    # what the monitor will see: the served scores distributed as the twin's (tied) ones
+    assert _score_psi(twin.calibrator.predict(twin_raw), bundle.calibrator.predict(latest_raw)) < 0.02
+    assert bundle.calibrator.to_dict()["then"] == twin.calibrator.to_dict()
+    # the reference the monitor and the live drift judge the served scores against: the
+    # served model's own scores of the newest days (it trained on the calibration window;
+    # the features stay that window's)
+    from fraud.monitoring.psi import quantile_edges
+
+    reference, served_scores = small_training.reference, bundle.predict_proba(newest.features)
+    assert reference["score"]["edges"] == quantile_edges(served_scores)
+    assert reference["score_window"]["rows"] == len(newest.label) == np.asarray(reference["hourly"]["score"]).sum()
+    assert reference["window"] == served["calibrated_on"] and reference["rows"] != len(newest.label)
+
+
+def test_the_gate_judges_the_twins_on_a_window_neither_trained_or_calibrated_on(small_training, small_transactions,
+                                                                                small_features, small_config,
+                                                                                champion_registry):
     from batch_jobs.nightly import gate
     from fraud import metrics
     from fraud.evaluation import known_fraud_card
@@ -85,35 +132,93 @@ def test_the_gate_judges_on_a_window_neither_model_trained_or_calibrated_on(smal
     summary = small_training.summary
     judged = _window(summary["split"]["test"])
     assert summary["split"]["test"] == summary["split"]["refit"]["judged"]
-    assert _disjoint(judged, _window(small_training.bundle.metadata["trained_on"]))
+    assert _disjoint(judged, _window(summary["served_model"]["twin"]["train"]))
     assert _disjoint(judged, _window(summary["served_model"]["calibrated_on"]))
+    # the served latest trained on it: that is why the gate judges the twins
+    assert not _disjoint(judged, _window(small_training.bundle.metadata["trained_on"]))
     registry = ModelRegistry.open(champion_registry("logistic_xgb"))
     champion = registry.champion()
-    assert _disjoint(judged, _window(registry.load(champion).metadata["trained_on"]))
-    # the gate scores the challenger on exactly the judged window (counted rows)
+    assert _disjoint(judged, _window(registry.load_twin(champion).metadata["twin_trained_on"]))
+    # the gate scores the challenger's twin on exactly the judged window (counted rows)
     verdict = gate(small_training, champion, registry, small_transactions, features, small_config)
     ts = small_transactions["timestamp"]
     known = known_fraud_card(ts, small_transactions["card_id"].to_numpy(), small_transactions["label"].to_numpy(),
                              small_transactions["label_time"])
     rows = judged.mask(ts) & ~known
-    probs = small_training.bundle.predict_proba(features[rows])
-    expected = metrics.ranking(probs, small_transactions["label"].to_numpy()[rows])["average_precision"]
-    assert verdict["scores"]["challenger"]["average_precision"] == pytest.approx(expected, abs=1e-12)
+    labels = small_transactions["label"].to_numpy()[rows]
+    for side, bundle in (("challenger", small_training.twin), ("champion", registry.load_twin(champion))):
+        expected = metrics.ranking(bundle.predict_proba(features[rows]), labels)["average_precision"]
+        assert verdict["scores"][side]["average_precision"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_registry_keeps_the_twin_and_the_gate_judges_the_champions_twin(tmp_path, small_training,
+                                                                           small_transactions, small_features,
+                                                                           small_config):
+    from batch_jobs.nightly import gate
+    from fraud.registry import ModelRegistry, RegistryError
+
+    _, features = small_features
+    registry = ModelRegistry.open(tmp_path / "registry")
+    version = registry.publish(small_training.bundle, twin=small_training.twin)
+    registry.promote(version, "test")
+    names = set(registry.manifest(version)["files"])
+    assert {"twin-candidate.json", "twin-calibration.json"} <= names and all(len(registry.manifest(version)["files"][n]
+                                                                             ["sha256"]) == 64 for n in names)
+    rows = features.iloc[-500:]
+    served, judged = registry.load(version), registry.load_twin(version)
+    assert np.array_equal(served.predict_proba(rows), small_training.bundle.predict_proba(rows))
+    assert np.array_equal(judged.predict_proba(rows), small_training.twin.predict_proba(rows))
+    assert not np.array_equal(served.predict_proba(rows), judged.predict_proba(rows))
+    # judged against itself, yesterday's champion is this run's twin: the same scores on both sides
+    verdict = gate(small_training, version, registry, small_transactions, features, small_config)
+    challenger, champion = verdict["scores"]["challenger"], verdict["scores"]["champion"]
+    assert champion["average_precision"] == challenger["average_precision"]
+    assert champion["recall_at_capacity"] == challenger["recall_at_capacity"]
+    # a twin file rewritten is refused like any other ...
+    folder = tmp_path / "registry" / "versions" / version
+    (folder / "twin-calibration.json").write_text('{"method": "identity"}')
+    with pytest.raises(RegistryError, match="SHA-256"):
+        registry.load_twin(version)
+    # ... and the served bundle (what the API loads at a cold start) never reads them
+    for name in names:
+        if name.startswith("twin-"):
+            (folder / name).unlink()
+    assert np.array_equal(registry.load(version).predict_proba(rows), small_training.bundle.predict_proba(rows))
 
 
 def test_the_summary_states_the_served_models_window_and_age(small_training, small_config):
     s = small_training.summary
     served, refit = s["served_model"], s["split"]["refit"]
-    assert served["train"] == refit["train"] == small_training.bundle.metadata["trained_on"]
+    assert served["train"] == refit["latest"] == small_training.bundle.metadata["trained_on"]
+    assert served["twin"]["train"] == refit["train"]
     as_of, cutoff = pd.Timestamp(s["split"]["as_of"]), pd.Timestamp(served["label_cutoff"])
-    assert cutoff == pd.Timestamp(refit["label_cutoff"])
-    assert served["age_days"] == (as_of - cutoff) / DAY == small_training.bundle.metadata["age_days"]
-    # as_of - label delay - test window: fresher than the fold's model by validation + gap
+    assert cutoff == pd.Timestamp(refit["latest_cutoff"]) == as_of
+    # the served model knows every label known at as_of: 0 days old; its twin, as_of - delay - test window
+    assert served["age_days"] == 0 == small_training.bundle.metadata["age_days"]
     delay = pd.Timedelta(small_config.data.label_delay) / DAY
-    assert served["age_days"] == delay + small_config.split.test_days
-    info = served["refit"]
-    assert info["rounds"] == round(info["fold0_rounds"] * info["rows"] / info["fold0_rows"])
-    assert small_training.bundle.model.n_rounds_ == info["rounds"] == s["winner"]["rounds"]
+    assert served["twin"]["age_days"] == delay + small_config.split.test_days
+    for info, model in ((served["refit"], small_training.bundle.model), (served["twin"]["refit"],
+                                                                         small_training.twin.model)):
+        assert info["rounds"] == round(info["fold0_rounds"] * info["rows"] / info["fold0_rows"])
+        assert model.n_rounds_ == info["rounds"]
+    assert s["winner"]["rounds"] == served["refit"]["rounds"]
+    assert s["feature_importance"] == small_training.bundle.model.feature_importance()
+
+
+def test_the_report_states_both_windows_and_the_transfer(small_training):
+    from fraud.report import fmt
+    from fraud.report.analyst import model_age
+    from fraud.report.technical import parameters
+    from fraud.report.view import RunView
+
+    line = model_age(small_training.summary)
+    served = small_training.summary["served_model"]
+    latest, twin = (fmt.date_range(w["start"], w["end"]) for w in (served["train"], served["twin"]["train"]))
+    assert latest != twin and f"<b>{latest}</b>" in line and f"trained on {twin}" in line
+    assert "<b>0 days old</b>" in line and "newest label-complete window" in line and "mapped by quantile" in line
+    table = parameters(RunView(small_training.summary))
+    assert "0 days (latest refit)" in table and f"{served['twin']['age_days']:g} days" in table
+    assert "serves the latest" in table
 
 
 def test_without_refit_the_fold_model_is_served_and_its_age_said(small_training):
@@ -121,7 +226,8 @@ def test_without_refit_the_fold_model_is_served_and_its_age_said(small_training)
 
     s = small_training.summary
     fold = s["split"]["folds"][0]
-    old = {**s, "served_model": {**s["served_model"], "refitted": False, "train": fold["train"],
+    old = {**s, "served_model": {**s["served_model"], "refitted": False, "latest": False, "twin": None,
+                                 "transfer": None, "train": fold["train"],
                                  "label_cutoff": fold["validation"]["start"],
                                  "age_days": (pd.Timestamp(s["split"]["as_of"])
                                               - pd.Timestamp(fold["validation"]["start"])) / DAY}}
@@ -169,3 +275,84 @@ def test_refit_off_serves_the_folds_model_calibrated_on_validation(small_transac
     assert s["served_model"]["age_days"] == (pd.Timestamp(s["split"]["as_of"])
                                              - pd.Timestamp(fold["validation"]["start"])) / DAY
     assert "refit" not in s["split"] and "validation" in s["calibration"]
+
+
+def _twin_calibrated(n=20_000, seed=0):
+    """Raw scores of a twin, and its isotonic calibrator fitted on labels drawn from them."""
+    rng = np.random.default_rng(seed)
+    raw = rng.beta(0.6, 12, n)
+    labels = (rng.random(n) < np.clip(raw * 0.4, 0, 1)).astype(int)
+    from fraud.policy import Thresholds
+
+    return raw, Calibrator("isotonic").fit(raw, labels), Thresholds(review=float(np.quantile(raw * 0.4, 0.99)),
+                                                                   decline=1.0)
+
+
+def _score_psi(reference, scores) -> float:
+    """The score PSI as fraud monitor and the live drift compute it (fraud.monitoring.psi)."""
+    from fraud.monitoring.psi import bin_shares, psi, quantile_edges
+
+    edges = quantile_edges(reference)
+    return psi(bin_shares(reference, edges), bin_shares(scores, edges))
+
+
+def test_a_latest_that_ranks_like_the_twin_on_another_scale_is_mapped_onto_it():
+    from fraud.refit import check_transfer
+
+    twin, calibrator, thresholds = _twin_calibrated()
+    latest = twin ** 2 * 0.3      # the same ranking, another raw scale
+    mapped, facts = check_transfer(twin, latest, calibrator, thresholds, min_overlap=0.5, min_rows=1000)
+    assert facts["serve"] == "latest" and facts["overlap"] > 0.97 and facts["raw_psi"] > 1
+    # the latest, mapped, scores each row (nearly) as the twin does, not as the twin's calibrator alone would
+    # (between two of the mapping's levels a step of the isotonic twin is interpolated: close, not equal)
+    mapped_gap, unmapped_gap = (np.abs(c - calibrator.predict(twin)) for c in (mapped.predict(latest),
+                                                                                 calibrator.predict(latest)))
+    assert mapped_gap.mean() < 0.001 and np.quantile(mapped_gap, 0.99) < 0.01
+    assert unmapped_gap.mean() > 0.01 and np.quantile(unmapped_gap, 0.99) > 0.1
+    # the twin's flat steps stay flat: the monitor's score PSI (deciles of the tied calibrated
+    # reference) reads no drift; an interpolated composite would put rows between the steps
+    assert _score_psi(calibrator.predict(twin), mapped.predict(latest)) < 0.01
+    assert np.all(np.diff(mapped.predict(np.linspace(0, 1, 1001))) >= 0)   # still monotone
+
+
+def test_a_latest_that_disagrees_with_the_twin_or_too_few_rows_serve_the_twin():
+    from fraud.refit import check_transfer
+
+    twin, calibrator, thresholds = _twin_calibrated()
+    shuffled = np.random.default_rng(1).permutation(twin)   # same distribution, unrelated ranking
+    mapped, facts = check_transfer(twin, shuffled, calibrator, thresholds, min_overlap=0.5, min_rows=1000)
+    assert mapped is None and facts["serve"] == "twin" and facts["overlap"] < 0.1 and "disagree" in facts["reason"]
+    mapped, facts = check_transfer(twin[:999], twin[:999], calibrator, thresholds, min_overlap=0.5, min_rows=1000)
+    assert mapped is None and facts["serve"] == "twin" and "fewer than 1000" in facts["reason"]
+
+
+def test_when_the_transfer_check_fails_the_twin_is_served_with_its_own_calibration(small_transactions,
+                                                                                  small_features, small_config,
+                                                                                  small_training):
+    from fraud.training import train
+
+    spec, features = small_features
+    split = small_config.split.model_copy(update={"transfer_min_overlap": 1.0})   # never met: 83 % here
+    result = train(LabelledFeatures.from_transactions(small_transactions, features),
+                   small_config.model_copy(update={"split": split}), spec, progress=False)
+    served = result.summary["served_model"]
+    assert served["latest"] is False and served["transfer"]["serve"] == "twin" and result.twin is None
+    assert served["train"] == served["twin"]["train"] == result.bundle.metadata["trained_on"]
+    assert served["age_days"] == served["twin"]["age_days"] > 0
+    rows = features.iloc[-500:]   # the same model and calibrator as the default run's twin
+    assert np.array_equal(result.bundle.predict_proba(rows), small_training.twin.predict_proba(rows))
+    assert result.summary["test"] == small_training.summary["test"]
+
+
+def test_an_atom_of_the_latests_scores_maps_to_the_twins_middle_level():
+    """Tree ensembles put many rows on one score: those rows hold a range of levels, and go
+    to the twin's score at its middle, not at its top (which would inflate them)."""
+    from fraud.calibration import quantile_mapped
+
+    twin, calibrator, _ = _twin_calibrated()
+    low, high = np.quantile(twin, [0.2, 0.8])
+    latest = np.where((twin >= low) & (twin <= high), np.median(twin), twin)   # 60 % of the rows on one score
+    mapped = quantile_mapped(calibrator, twin, latest).predict(np.median(twin))
+    expected = calibrator.predict(np.quantile(twin, 0.5))
+    assert mapped == pytest.approx(expected, abs=0.002)
+    assert abs(mapped - calibrator.predict(np.quantile(twin, 0.8))) > 0.005

@@ -42,11 +42,11 @@ def night(tmp_path_factory, small_training, small_transactions, small_features, 
     root = tmp_path_factory.mktemp("report")
     registry = ModelRegistry.open(root / "registry")
     t = small_training.bundle.thresholds
-    yesterday = dataclasses.replace(small_training.bundle, thresholds=Thresholds(review=min(4 * t.review, 0.9),
-                                                                                 decline=2.0))
+    stricter = Thresholds(review=min(4 * t.review, 0.9), decline=2.0)
+    yesterday = dataclasses.replace(small_training.bundle, thresholds=stricter)
     with pytest.MonkeyPatch.context() as clock:  # published and promoted on an earlier day than tonight's run
         clock.setattr("fraud.registry._now", lambda: datetime(2026, 2, 20, 6, 30, tzinfo=timezone.utc))
-        previous = registry.publish(yesterday)
+        previous = registry.publish(yesterday, twin=dataclasses.replace(small_training.twin, thresholds=stricter))
         registry.promote(previous, "yesterday's champion")
     previous_record = registry.champion_record()
     spec, features = small_features
@@ -148,10 +148,13 @@ def test_the_served_models_training_window_and_age_are_stated_for_analyst_and_da
     decision = text(section(night.html, "decision"))
     assert (f"This run's model learned from the transactions of {window} with the fraud labels known by "
             f"{fmt.date(served['label_cutoff'])}: {served['age_days']:g} days old on "
-            f"{fmt.date(night.summary['split']['as_of'])} (refitted") in decision
+            f"{fmt.date(night.summary['split']['as_of'])} (refitted on the newest label-complete window") in decision
+    twin = fmt.date_range(served["twin"]["train"]["start"], served["twin"]["train"]["end"])
+    assert f"The test figures are those of its twin, the same recipe trained on {twin}" in decision
     params = text(section(night.html, "parameters"))
     assert f"Served model: training window / labels known by{window} / {fmt.date(served['label_cutoff'])}" in params
-    assert f"Served model: age at as_of{served['age_days']:g} days (refitted)" in params
+    assert f"Served model: age at as_of{served['age_days']:g} days (latest refit)" in params
+    assert f"Twin (test figures, gate): training window / age{twin} / {served['twin']['age_days']:g} days" in params
 
 
 def _test_window(night) -> pd.DataFrame:

@@ -61,7 +61,14 @@ def test_the_reference_is_in_the_manifest_and_computed_on_the_calibration_window
     train = registry.read_json(version, "metrics.json")["served_model"]["train"]
     in_train = ((ts >= pd.Timestamp(train["start"])) & (ts < pd.Timestamp(train["end"]))).to_numpy()
     assert reference["features"]["amount"] != distribution(features["amount"].to_numpy(dtype=float)[in_train])
-    probs = bundle.predict_proba(features.loc[inside])
+    # the score's part: the served model's own scores, of the newest days when it is the latest
+    # refit (it trained on the calibration window: fraud.refit), else of the same rows
+    served = registry.read_json(version, "metrics.json")["served_model"]
+    score_window = reference["score_window"]
+    assert served["latest"]   # the default
+    assert (score_window["start"], score_window["end"]) == (served["train"]["end"], served["as_of"])
+    scored = ((ts >= pd.Timestamp(score_window["start"])) & (ts < pd.Timestamp(score_window["end"]))).to_numpy()
+    probs = bundle.predict_proba(features.loc[scored])
     assert reference["score"]["shares"] == pytest.approx(bin_shares(probs, reference["score"]["edges"]).tolist(),
                                                          abs=1e-9)
     focal = reference["focal"]
@@ -81,7 +88,7 @@ def test_the_reference_is_in_the_manifest_and_computed_on_the_calibration_window
         assert np.asarray(hourly["features"]["amount"])[h].tolist() == np.bincount(
             bin_index(features["amount"].to_numpy(dtype=float)[inside][hours == h],
                       reference["features"]["amount"]["edges"]), minlength=len(hourly["features"]["amount"][h])).tolist()
-    assert np.asarray(hourly["score"]).sum() == inside.sum()
+    assert np.asarray(hourly["score"]).sum() == scored.sum()
 
 
 def test_a_baseline_winner_reports_its_losses_under_gamma_2_alpha_0_25(small_transactions, small_features):
