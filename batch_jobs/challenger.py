@@ -158,6 +158,18 @@ def place_new_version(registry: ModelRegistry, config: FraudConfig, version: str
     return "shadow"
 
 
+def settle_new_version(registry: ModelRegistry, config: FraudConfig, version: str, verdict: dict,
+                       champion: str | None) -> str:
+    """``place_new_version`` for the nightly job's gate ``verdict``, then promote it or say
+    why not; returns the placement (both nightly paths, single-process and Dask)."""
+    placement = place_new_version(registry, config, version, verdict["decision"] == "promote", champion)
+    if placement == "promote":
+        registry.promote(version, verdict["reason"])
+    elif placement == "keep":
+        log.warning("gate kept the champion %s: %s", champion, verdict["reason"])
+    return placement
+
+
 def cmd_challenger(args, config: FraudConfig, endpoint_url: str | None) -> int:
     registry = ModelRegistry.open(args.registry or config.registry.uri, endpoint_url)
     if args.action == "set":

@@ -105,8 +105,12 @@ class DaskFitter:
         p = cand.params = cand.params.for_fold(cand.kind, y2, w2)  # cb_focal_xgb: its alpha
         Xd, yd, wd = _to_dask(self.client, fold.X_train, fold.y_train, fold.w_train, self.partitions)
         Xv, yv, _ = _to_dask(self.client, fold.X_val, _val_labels(fold), None, self.partitions)
-        dtrain = xgb.dask.DaskDMatrix(self.client, Xd, yd, weight=wd)
-        dval = xgb.dask.DaskDMatrix(self.client, Xv, yv)
+        # the names given, not read from the data: a worker that holds no partition builds an
+        # empty DMatrix from these arguments alone, and one without names fails the booster's
+        # feature check at the first evaluation ("data did not contain feature names")
+        names = list(fold.X_train.columns)
+        dtrain = xgb.dask.DaskDMatrix(self.client, Xd, yd, weight=wd, feature_names=names)
+        dval = xgb.dask.DaskDMatrix(self.client, Xv, yv, feature_names=names)
         base = {"max_depth": p.max_depth, "eta": p.learning_rate, "tree_method": "hist", "seed": cand.seed,
                 "subsample": p.subsample, "colsample_bytree": p.colsample_bytree, "lambda": p.reg_lambda}
         if cand.kind in FOCAL_KINDS:

@@ -30,6 +30,7 @@ from fraud.config import FraudConfig
 from fraud.features.available import spec_for_data
 from fraud.features.dask_table import read_feature_table, write_feature_table
 from fraud.features.distributed import dask_client
+from fraud.hard_examples import weighted_hard_examples
 from fraud.monitoring.reference import REFERENCE_FILE
 from fraud.registry import ModelRegistry, RegistryError
 from fraud.report.outcomes import window_outcomes
@@ -37,6 +38,7 @@ from fraud.schema import AMOUNT, LABEL, TIMESTAMP, TRANSACTION_ID
 from fraud.splits import InsufficientDataError, TrainingWindow, make_split
 from fraud.tracking import track_run
 
+from .challenger import nightly_step, settle_new_version
 from .dask_read import partitions_for, read_transactions_dask
 from .dask_train import _counted, check_windows, first_known, fraud_rows, train_dask
 from .history import latest_day, partition_path
@@ -127,7 +129,20 @@ def gate_dask(client, result, champion_version, registry, table_path, valid, kno
             "scores": {"challenger": challenger, "champion": champion}}
 
 
-def _prepare_and_train(client, config, data, run_dir, endpoint_url, window, labels_uri, progress):
+def _hard_examples(valid, config, hard_examples_uri, labels_uri, as_of, endpoint_url):
+    """The reviewed hard examples training up-weights (``fraud.hard_examples``): (ids,
+    weight) for the workers, or None, and how many rows of the data they are."""
+    weight = config.training.hard_example_weight
+    ids = weighted_hard_examples(weight, hard_examples_uri or config.hard_examples.uri, labels_uri, as_of,
+                                 endpoint_url)
+    rows = int(valid[TRANSACTION_ID].astype(str).isin(sorted(ids)).sum().compute()) if ids else 0
+    if rows:
+        log.info("hard examples: %d reviewed ones in the data weighted %g", rows, weight)
+    return ((np.array(sorted(ids), dtype=object), weight) if rows else None), rows
+
+
+def _prepare_and_train(client, config, data, run_dir, endpoint_url, window, labels_uri, progress,
+                       hard_examples_uri=None):
     import dask
 
     step = time.perf_counter()
@@ -159,11 +174,13 @@ def _prepare_and_train(client, config, data, run_dir, endpoint_url, window, labe
              time.perf_counter() - step)
     step = time.perf_counter()
     known = first_known(frauds)
+    hard, weighted_rows = _hard_examples(valid, config, hard_examples_uri, labels_uri, window.as_of, endpoint_url)
     result = train_dask(client, table_path, config, spec, split, known,
-                        {"max": float(amax), "p99_9": float(a999)}, progress)
+                        {"max": float(amax), "p99_9": float(a999)}, progress, hard)
     log.info("[3/6] trained and compared %d candidates on Dask in %.1fs", len(result.summary["candidates"]),
              time.perf_counter() - step)
     result.summary["features"] = {"used": len(spec.names), "dropped": dropped}
+    result.summary["hard_examples"] = {"weight": config.training.hard_example_weight, "weighted_rows": weighted_rows}
     data_info = {"source": str(data), "rows": int(rows), "invalid_rows": validation.rows_bad,
                  "first": first.isoformat(), "last": last.isoformat(), "window": str(window), "engine": "dask"}
     return valid, table_path, known, result, data_info
@@ -171,7 +188,7 @@ def _prepare_and_train(client, config, data, run_dir, endpoint_url, window, labe
 
 def run_nightly_dask(config: FraudConfig, data, registry_uri=None, runs_dir="runs", simulate_if_missing=False,
                      dask="local", score_latest=True, progress=True, endpoint_url=None, config_path=None,
-                     window: TrainingWindow | None = None, labels_uri=None):
+                     window: TrainingWindow | None = None, labels_uri=None, hard_examples_uri=None):
     """``batch_jobs.nightly.run_nightly`` with ``dask`` set; returns its ``NightlyResult``."""
     from fraud.report import write_report
     from fraud.report.facts import model_facts
@@ -194,8 +211,9 @@ def run_nightly_dask(config: FraudConfig, data, registry_uri=None, runs_dir="run
     with dask_client(dask) as client:
         try:
             valid, table_path, known, result, data_info = _prepare_and_train(
-                client, config, data, run_dir, endpoint_url, window, labels_uri, progress)
+                client, config, data, run_dir, endpoint_url, window, labels_uri, progress, hard_examples_uri)
             step = time.perf_counter()
+            challenger_step = nightly_step(registry, config, labels_uri, endpoint_url)  # a shadowed challenger first
             champion_before = registry.champion()
             champion_record_before = registry.champion_record()
             verdict = gate_dask(client, result, champion_before, registry, table_path, valid, known, config, run_dir)
@@ -211,11 +229,10 @@ def run_nightly_dask(config: FraudConfig, data, registry_uri=None, runs_dir="run
             if remote_runs:
                 shutil.rmtree(local_root, ignore_errors=True)
             raise
-        promoted = verdict["decision"] == "promote"
-        if promoted:
-            registry.promote(version, verdict["reason"])
-        else:
-            log.warning("gate kept the champion %s: %s", champion_before, verdict["reason"])
+        # [challenger] shadow_first: a version that passes the gate is shadowed, not promoted
+        placement = settle_new_version(registry, config, version, verdict, champion_before)
+        summary["challenger"] = {"judged": challenger_step, "new_version": placement}
+        promoted = placement == "promote"
         log.info("[4/6] published version %s (%s) in %.1fs", version, "promoted" if promoted else "not promoted",
                  time.perf_counter() - step)
         summary["registry_version"] = version

@@ -95,23 +95,33 @@ def check_windows(split: TimeSplit, frauds: pd.DataFrame, day_counts: pd.Series)
     check_classes(split, rows[TIMESTAMP], rows[LABEL].to_numpy(), rows[LABEL_TIME])
 
 
-def _training_rows(part: pd.DataFrame, names: list[str], cutoff: pd.Timestamp, rate: float, seed: int):
+def _training_rows(part: pd.DataFrame, names: list[str], cutoff: pd.Timestamp, rate: float, seed: int,
+                   hard: tuple | None = None):
+    """A fold's training rows of one partition: the labels known at ``cutoff``, negatives
+    down-sampled (weight 1 / rate) and, with ``hard`` (ids, weight), the reviewed hard
+    examples' weight multiplied in, as ``fraud.refit.refit_rows`` and the local folds do."""
     known = ((part[LABEL].to_numpy() == 1) & (part[LABEL_TIME] < cutoff).to_numpy()).astype(np.int8)
     keep = (known == 1) | (row_uniform(part[TRANSACTION_ID], seed) < rate)
     out = part.loc[keep, names].reset_index(drop=True)
     out[Y] = known[keep]
-    out[W] = np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else 1.0
+    weight = np.where(known[keep] == 1, 1.0, 1.0 / rate) if rate < 1 else np.ones(int(keep.sum()))
+    if hard is not None:
+        ids, factor = hard
+        weight = weight * np.where(part[TRANSACTION_ID].astype(str).isin(ids).to_numpy()[keep], factor, 1.0)
+    out[W] = weight
     return out
 
 
 def make_folds(client, table_path, split: TimeSplit, names: list[str], rate: float, seed: int,
-               known: dict) -> list[DaskFold]:
+               known: dict, hard: tuple | None = None) -> list[DaskFold]:
+    """``hard``: (the up-weighted transaction ids, an array, and their weight), or None."""
     folds = []
     for fold in split.folds:
         rows = read_feature_table(table_path, fold.train.start, fold.train.end)
         meta = pd.DataFrame({**{n: pd.Series(dtype=np.float64) for n in names},
                              Y: pd.Series(dtype=np.int8), W: pd.Series(dtype=np.float64)})
-        train = client.persist(rows.map_partitions(_training_rows, names, fold.label_cutoff, rate, seed, meta=meta))
+        train = client.persist(rows.map_partitions(_training_rows, names, fold.label_cutoff, rate, seed, hard,
+                                                   meta=meta))
         val = read_feature_table(table_path, fold.validation.start, fold.validation.end)
         # one map_partitions: a mask and the frame it filters, projected apart, may be read
         # into different partitions by the optimiser
@@ -123,7 +133,7 @@ def make_folds(client, table_path, split: TimeSplit, names: list[str], rate: flo
         if totals.get(1, 0.0) == 0 or y_val.sum() == 0:
             raise ValueError(f"fold {fold.train.start.date()}..{fold.validation.end.date()} has no fraud "
                              "labels in its training or validation window")
-        with_weight = rate < 1
+        with_weight = rate < 1 or hard is not None
         folds.append(DaskFold(train[names], train[Y], train[W] if with_weight else None, val[names], y_val,
                               totals=(float(totals.get(0, 0.0)), float(totals.get(1, 0.0))), n_train=n_train,
                               y_val_dask=val[LABEL]))
@@ -199,12 +209,13 @@ class _ValRows:
 
 
 def train_dask(client, table_path, config: FraudConfig, spec: FeatureSpec, split: TimeSplit, known: dict,
-               amount_range: dict, progress: bool = True) -> TrainingResult:
-    """Search, choose, calibrate and threshold from the feature table at ``table_path``."""
+               amount_range: dict, progress: bool = True, hard: tuple | None = None) -> TrainingResult:
+    """Search, choose, calibrate and threshold from the feature table at ``table_path``;
+    ``hard``: the reviewed hard examples' (ids, weight) for the training rows, or None."""
     started = time.perf_counter()
     cfg = config.search
     names = list(spec.names)
-    folds = make_folds(client, table_path, split, names, cfg.negative_sample_rate, cfg.seed, known)
+    folds = make_folds(client, table_path, split, names, cfg.negative_sample_rate, cfg.seed, known, hard)
     log.info("time split: %s", split.to_dict())
     with progress_bar(total=cfg.max_trials, enabled=progress, desc="hyper-parameter search", unit="trial") as bar:
         search = run_search(list(cfg.candidates), folds, cfg, bar, DaskFitter(client))

@@ -43,7 +43,7 @@ from fraud.splits import InsufficientDataError, TrainingWindow, check_classes, m
 from fraud.tracking import track_run
 from fraud.training import LabelledFeatures, TrainingResult, train
 
-from .challenger import nightly_step, place_new_version
+from .challenger import nightly_step, settle_new_version
 from .history import latest_day, partition_path
 from .scoring import score_batch
 
@@ -224,7 +224,7 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
         from .dask_nightly import run_nightly_dask
 
         return run_nightly_dask(config, data, registry_uri, runs_dir, simulate_if_missing, dask, score_latest,
-                                progress, endpoint_url, config_path, window, labels_uri)
+                                progress, endpoint_url, config_path, window, labels_uri, hard_examples_uri)
     started = time.perf_counter()
     window = window or TrainingWindow()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -262,13 +262,9 @@ def run_nightly(config: FraudConfig, data: str | Path, registry_uri: str | None 
             shutil.rmtree(local_root, ignore_errors=True)
         raise
     # [challenger] shadow_first: a version that passes the gate is shadowed (batch_jobs.challenger), not promoted
-    placement = place_new_version(registry, config, version, verdict["decision"] == "promote", champion_before)
+    placement = settle_new_version(registry, config, version, verdict, champion_before)
     summary["challenger"] = {"judged": challenger_step, "new_version": placement}
     promoted = placement == "promote"
-    if promoted:
-        registry.promote(version, verdict["reason"])
-    elif placement == "keep":
-        log.warning("gate kept the champion %s: %s", champion_before, verdict["reason"])
     log.info("[4/6] published version %s (%s) in %.1fs", version, "promoted" if promoted else "not promoted",
              time.perf_counter() - step)
 

@@ -164,16 +164,27 @@ def reviewed_ids(queue_uri: str | None, labels: pd.DataFrame | None, as_of=None,
     return queued & set(labels["transaction_id"].astype(str))
 
 
+def weighted_hard_examples(weight: float, queue_uri: str | None, labels_uri: str | None, as_of=None,
+                           endpoint_url: str | None = None) -> set[str]:
+    """The transaction ids training up-weights: the reviewed hard examples (labels known
+    before ``as_of``); none when it changes nothing (weight 1, the default, or no queue or
+    label store)."""
+    if weight == 1.0 or not queue_uri or not labels_uri:
+        return set()
+    from fraud.labels import open_label_store
+
+    labels = open_label_store(labels_uri, endpoint_url).read(as_of)
+    return reviewed_ids(queue_uri, labels, as_of, endpoint_url)
+
+
 def hard_example_weights(transaction_ids, weight: float, queue_uri: str | None, labels_uri: str | None,
                          as_of=None, endpoint_url: str | None = None) -> np.ndarray | None:
     """Training's sample weights: ``weight`` on the reviewed hard examples among
     ``transaction_ids`` (labels known before ``as_of``), 1 elsewhere; None when it changes
     nothing (weight 1, the default, or no reviewed hard example in the data)."""
-    if weight == 1.0 or not queue_uri or not labels_uri:
+    ids = weighted_hard_examples(weight, queue_uri, labels_uri, as_of, endpoint_url)
+    if not ids:
         return None
-    from fraud.labels import open_label_store
-
-    labels = open_label_store(labels_uri, endpoint_url).read(as_of)
-    hit = pd.Series(transaction_ids).astype(str).isin(reviewed_ids(queue_uri, labels, as_of, endpoint_url)).to_numpy()
+    hit = pd.Series(transaction_ids).astype(str).isin(ids).to_numpy()
     log.info("hard examples: %d reviewed ones in the data weighted %g", int(hit.sum()), weight)
     return np.where(hit, weight, 1.0) if hit.any() else None

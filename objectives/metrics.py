@@ -17,6 +17,8 @@ def average_precision(score, label, weight=None) -> float:
     s = np.asarray(to_host(score), dtype=np.float64).reshape(-1)
     y = np.asarray(to_host(label), dtype=np.float64).reshape(-1)
     w = np.ones_like(s) if weight is None else np.asarray(to_host(weight), dtype=np.float64).reshape(-1)
+    if s.size == 0:
+        return float("nan")
     order = np.argsort(-s, kind="mergesort")
     s, y, w = s[order], y[order], w[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]

@@ -61,7 +61,12 @@ class XGBoostMetric:
 
     def __call__(self, predt: np.ndarray, dmatrix: xgb.DMatrix):
         label, weight = _label_weight(dmatrix)
-        return self.name, margin_metric(self.loss, self.name, predt, label, weight)
+        value = margin_metric(self.loss, self.name, predt, label, weight)
+        # distributed (xgboost.dask), XGBoost averages a custom metric over the workers: one
+        # whose share of the eval set is empty (or holds no fraud) has no AP; a constant in its
+        # place moves every round's mean alike and leaves the best round where it is, where a
+        # NaN would end early stopping's comparisons
+        return self.name, value if np.isfinite(value) else 0.0
 
 
 def booster_params(loss, init_margin, params: dict | None = None) -> dict:
