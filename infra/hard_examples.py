@@ -85,4 +85,5 @@ def grant_read_queue(role: iam.IRole, bucket) -> None:
     then each file); the list is covered by the training role's unconditioned ListBucket
     (infra/stack.py ``ListBucketForMissingKeys``), so this adds the objects alone."""
     role.add_to_principal_policy(iam.PolicyStatement(
-        sid="ReadHardExamples", actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{HARD_EXAMPLES_PREFIX}/*")]))
+        sid="ReadHardExamples", actions=["s3:GetObject"],
+        resources=[bucket.arn_for_objects(f"{HARD_EXAMPLES_PREFIX}/*")]))
