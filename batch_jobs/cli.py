@@ -21,7 +21,7 @@ or bad input (one line on stderr: config, data, registry version, missing champi
     fraud decisions compact [--root DIR]   the local decision log's closed days into Parquet
     fraud monitor [--decisions URI] [--labels URI] [--out DIR]   drift and recall of the champion; exit 3 unhealthy
     fraud monitor --act         ... and start `fraud train` on a retrain trigger (cooldown, minimum new labels)
-    fraud hard-examples --day DATE     the day's hard examples queued for labelling
+    fraud hard-examples [--day DATE]   the day's (default: yesterday's, UTC) hard examples queued for labelling
     fraud challenger set VERSION [--canary SHARE] | clear | status | promote | check   shadow, canary, exit 3 refused
 """
 
@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hard-examples", help="queue a scored day's hard examples (near the review threshold, low "
                                              "p_t, or a label contradicting the decision) for labelling")
-    p.add_argument("--day", required=True, help="the UTC day scored, YYYY-MM-DD")
+    p.add_argument("--day", help="the UTC day scored, YYYY-MM-DD (default: yesterday, UTC)")
     p.add_argument("--decisions", default=os.environ.get("FRAUD_DECISIONS_URI"),
                    help="the decision log (default $FRAUD_DECISIONS_URI, else [monitoring] decisions_uri)")
     p.add_argument("--labels", default=os.environ.get("FRAUD_LABELS_URI", DEFAULT_LABELS),

@@ -1,6 +1,7 @@
-"""``fraud hard-examples --day DATE``: the day's hard examples (``fraud.hard_examples``) from
+"""``fraud hard-examples [--day DATE]``: the day's hard examples (``fraud.hard_examples``) from
 the decision log and the label store, queued for labelling; a re-run adds only what is new
-and what the day's cap has left."""
+and what the day's cap has left. Without a day, yesterday (UTC): the scheduled task in AWS
+runs it each night after the day's decision log is complete."""
 
 from __future__ import annotations
 
@@ -27,15 +28,23 @@ def review_thresholds(registry: ModelRegistry, versions) -> dict[str, float]:
     return out
 
 
-def queue_hard_examples(day: str, config: FraudConfig, registry_uri: str | None, decisions_uri: str | None,
+def default_day(now=None) -> str:
+    """The UTC day before ``now`` (default: the current time), YYYY-MM-DD."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
+    return str((now - pd.Timedelta(days=1)).date())
+
+
+def queue_hard_examples(day: str | None, config: FraudConfig, registry_uri: str | None, decisions_uri: str | None,
                         labels_uri: str | None, queue_uri: str | None = None, now=None,
                         endpoint_url: str | None = None) -> dict:
-    """Queue the hard examples of the UTC ``day``; returns what was done, in numbers."""
+    """Queue the hard examples of the UTC ``day`` (None: the day before ``now``); returns what
+    was done, in numbers."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
+    day = default_day(now) if day is None else day
     try:
         first = date.fromisoformat(day)
     except ValueError:
         raise InputError(f"--day {day!r} is not a date (YYYY-MM-DD)") from None
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
     hx = config.hard_examples
     decisions = read_decisions(decisions_uri or config.monitoring.decisions_uri, first, first + timedelta(days=1),
                                endpoint_url)

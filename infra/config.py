@@ -41,6 +41,7 @@ class StageConfig:
     throttle_burst: int = 1000
     training_schedule: str = "cron(0 2 * * ? *)"   # EventBridge Scheduler, UTC
     state_catch_up_schedule: str = "cron(0 1 * * ? *)"  # fraud state catch-up: the lake's day into the state
+    hard_examples_schedule: str = "cron(0 3 * * ? *)"   # fraud hard-examples: yesterday's (UTC) into the queue
     training_cpu: int = 4096
     training_memory_mb: int = 16384
     gpu_training: bool = False

@@ -11,6 +11,7 @@ training job, monitoring, and least-privilege IAM for each piece.
     nightly training                                    EventBridge Scheduler -> Fargate task
                                                         (option: AWS Batch on GPU instances)
                                                         VPC flow logs to CloudWatch Logs
+    hard examples, daily (infra/hard_examples.py)       EventBridge Scheduler -> Fargate task
     alarms -> SNS, dashboard                            CloudWatch
 
 cdk-nag's AwsSolutions pack runs over every stage in tests/test_infra/test_stack.py with
@@ -49,6 +50,7 @@ from constructs import Construct
 
 from .config import StageConfig
 from .decision_log import DecisionLogStream
+from .hard_examples import HARD_EXAMPLES_PREFIX, HardExampleQueueing, grant_read_queue
 from .monitoring import DECISIONS_PREFIX, PSI_THRESHOLD, ModelHealthMonitoring
 from .retrain import TRIGGER_ENV, TRIGGERS_PREFIX, RetrainOnAlarm, grant_trigger_log
 
@@ -118,6 +120,12 @@ class FraudScoringStack(cdk.Stack):
             cluster=self.node.find_child("TrainingCluster"), dead_letter_queue=self.schedule_dlq,
             alarm_topic=self.alarm_topic, namespace=METRICS_NAMESPACE, recall_slo=config.recall_slo,
             log_retention=_retention(config.log_retention_days))
+        self.hard_examples = HardExampleQueueing(  # fraud hard-examples daily (infra/hard_examples.py)
+            self, "HardExamples", prefix=config.prefix, bucket=self.bucket, registry_prefix=REGISTRY_PREFIX,
+            decisions_prefix=DECISIONS_PREFIX, labels_prefix=LABELS_PREFIX, hash_key_secret=self.hash_key_secret,
+            image=self.training_image, cluster=self.node.find_child("TrainingCluster"),
+            dead_letter_queue=self.schedule_dlq, log_retention=_retention(config.log_retention_days),
+            schedule=config.hard_examples_schedule)
         self.retrain = RetrainOnAlarm(  # the recall and PSI alarms start training (infra/retrain.py)
             self, "RetrainOnAlarm", prefix=config.prefix,
             alarms=[self.monitoring.alarms["recall"], self.monitoring.alarms["feature_psi"]],
@@ -324,6 +332,8 @@ class FraudScoringStack(cdk.Stack):
                 "FRAUD_LABELS_URI": f"s3://{self.bucket.bucket_name}/{LABELS_PREFIX}",
                 # the trigger log; runs are the schedule's unless the retrain rule overrides it (infra/retrain.py)
                 "FRAUD_TRIGGERS_URI": f"s3://{self.bucket.bucket_name}/{TRIGGERS_PREFIX}", TRIGGER_ENV: "schedule",
+                # the hard-example queue, whose reviewed rows [training] hard_example_weight up-weights
+                "FRAUD_HARD_EXAMPLES_URI": f"s3://{self.bucket.bucket_name}/{HARD_EXAMPLES_PREFIX}",
                 "FRAUD_TRAINING_METRICS": "emf", "FRAUD_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 # signs the registry's manifests (the API verifies them with the same key)
                 "FRAUD_HASH_KEY_SECRET_ARN": self.hash_key_secret.secret_arn}
@@ -342,6 +352,7 @@ class FraudScoringStack(cdk.Stack):
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="WriteRunReports", actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{RUNS_PREFIX}/*")]))
         grant_trigger_log(role, self.bucket)  # a triggered start checks the cooldown and records its decision
+        grant_read_queue(role, self.bucket)  # the hard-example queue, read-only (infra/hard_examples.py)
         # Unconditioned: S3 answers a GET of a missing key (the first night's champion.json, a
         # new version's manifest) with 404 only to a caller allowed to list the bucket, and
         # with 403 to anyone else; a GET carries no s3:prefix for a condition to match.
@@ -628,7 +639,7 @@ class FraudScoringStack(cdk.Stack):
             object_prefixes(function.role, REGISTRY_PREFIX)
         object_prefixes(self.scoring_fn.role, LABELS_PREFIX)
         object_prefixes(self.training_task.task_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX,
-                        TRIGGERS_PREFIX)
+                        TRIGGERS_PREFIX, HARD_EXAMPLES_PREFIX)
         ecr_token = ("ecr:GetAuthorizationToken supports no resource-level permissions (the registry token is "
                      "account-wide); the image pulls themselves are limited to the CDK container-assets repository.")
         ack(policy(self.training_task.execution_role), "IAM5[Resource::*]", ecr_token)
@@ -638,6 +649,11 @@ class FraudScoringStack(cdk.Stack):
         ack(resource(self.monitoring.task), "ECS2",
             "The container environment holds the registry's S3 URI, the metrics namespace and the ARN of the "
             "hash-key secret (a name, not its value: the task reads the value from Secrets Manager), no secret.")
+        object_prefixes(self.hard_examples.role, REGISTRY_PREFIX, DECISIONS_PREFIX, LABELS_PREFIX, HARD_EXAMPLES_PREFIX)
+        ack(policy(self.hard_examples.task.execution_role), "IAM5[Resource::*]", ecr_token)
+        ack(resource(self.hard_examples.task), "ECS2",
+            "The container environment holds the registry's S3 URI and the ARN of the hash-key secret (a name, "
+            "not its value: the task reads the value from Secrets Manager), no secret.")
         for task in (self.state_load_task, self.state_catch_up_task):
             ack(policy(task.execution_role), "IAM5[Resource::*]", ecr_token)
             ack(resource(task), "ECS2",
@@ -658,7 +674,8 @@ class FraudScoringStack(cdk.Stack):
                 "GET /v1/health is open on purpose for uptime probes; it returns only the status, the serving "
                 "model version and the outbox backlog count, no transaction, card or customer data.")
         if self.gpu_queue is not None:
-            object_prefixes(self.gpu_job_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX, TRIGGERS_PREFIX)
+            object_prefixes(self.gpu_job_role, DATA_PREFIX, REGISTRY_PREFIX, RUNS_PREFIX, LABELS_PREFIX, TRIGGERS_PREFIX,
+                            HARD_EXAMPLES_PREFIX)
             ack(policy(self.gpu_container.execution_role), "IAM5[Resource::*]", ecr_token)
             ack(resource(self.gpu_compute_environment.node.find_child("InstanceProfileRole")),
                 "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",

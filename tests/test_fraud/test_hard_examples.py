@@ -114,9 +114,21 @@ def test_the_queue_keeps_each_transaction_once_with_its_reasons(queue_uri):
     assert reviewed_ids(queue_uri, labels(("b", 0)), as_of="2026-07-01T00:00:00Z") == set()
 
 
+def write_log(root, frame):
+    """``log()``'s rows as the API's local decision log writes them."""
+    from fraud.decisions import open_decision_log
+
+    records = [{**{k: v for k, v in r.items() if not k.startswith(("feature.", "shadow_"))},
+                "timestamp": r["timestamp"].isoformat(), "scored_at": r["scored_at"].isoformat(),
+                "reasons": json.loads(r["reasons"]), "features": {"amount": 12.5}, "shadow": None}
+               for r in frame.to_dict("records")]
+    decisions = open_decision_log(str(root))
+    decisions.write(records)
+    decisions.close()
+
+
 def test_the_cli_queues_a_day_once_and_fills_only_what_the_cap_left(tmp_path, champion_registry, capsys):
     from batch_jobs.cli import main
-    from fraud.decisions import open_decision_log
     from fraud.labels import open_label_store
     from fraud.registry import ModelRegistry
 
@@ -125,13 +137,7 @@ def test_the_cli_queues_a_day_once_and_fills_only_what_the_cap_left(tmp_path, ch
     t = ModelRegistry.open(registry).load(version).thresholds.review
     frame = log([(f"n{i}", t + 0.001 * (i + 1), "review") for i in range(4)] + [("missed", 0.001, "approve")],
                 version=version)
-    records = [{**{k: v for k, v in r.items() if not k.startswith(("feature.", "shadow_"))},
-                "timestamp": r["timestamp"].isoformat(), "scored_at": r["scored_at"].isoformat(),
-                "reasons": json.loads(r["reasons"]), "features": {"amount": 12.5}, "shadow": None}
-               for r in frame.to_dict("records")]
-    decisions = open_decision_log(str(tmp_path / "decisions"))
-    decisions.write(records)
-    decisions.close()
+    write_log(tmp_path / "decisions", frame)
     config = tmp_path / "c.toml"
     config.write_text("[hard_examples]\nper_day = 3\n")
     argv = ["--config", str(config), "--registry", str(registry), "hard-examples", "--day", "2026-07-01",
@@ -149,3 +155,30 @@ def test_the_cli_queues_a_day_once_and_fills_only_what_the_cap_left(tmp_path, ch
     config.write_text("[hard_examples]\nper_day = 10\n")
     assert main(argv) == 0 and "queued 1 hard examples (1 near_threshold)" in capsys.readouterr().out
     assert len(queue.read("2026-07-01")) == 5 and queue.ids() == {"n0", "n1", "n2", "n3", "missed"}
+
+
+def test_without_a_day_the_cli_queues_yesterday_utc(tmp_path, champion_registry, capsys):
+    """The scheduled task passes no --day: at 03:00 UTC it queues the day that just ended in
+    UTC, not today's first hours, nor the machine's local yesterday (here UTC-7: 06-30)."""
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    import time_machine
+
+    from batch_jobs.cli import main
+    from fraud.registry import ModelRegistry
+
+    registry = champion_registry("logistic_xgb")
+    version = ModelRegistry.open(registry).champion()
+    t = ModelRegistry.open(registry).load(version).thresholds.review
+    write_log(tmp_path / "decisions", pd.concat([log([(f"{d}-0", t + 0.001, "review")], day=d, version=version)
+                                                 for d in ("2026-06-30", "2026-07-01", "2026-07-02")],
+                                                ignore_index=True))  # 07-02's row: 00:00 UTC, before the run
+    # 03:00 UTC, and the machine's clock in Los Angeles (20:00 on 07-01 there: its yesterday is 06-30)
+    at = datetime(2026, 7, 1, 20, 0, tzinfo=ZoneInfo("America/Los_Angeles"))
+    with time_machine.travel(at, tick=False):
+        assert date.today() == date(2026, 7, 1)
+        assert main(["--registry", str(registry), "hard-examples", "--decisions", str(tmp_path / "decisions"),
+                     "--labels", "", "--queue", str(tmp_path / "queue")]) == 0
+    assert capsys.readouterr().out.startswith("2026-07-01: queued 1 hard examples (1 near_threshold) of 1 scored")
+    assert open_hard_example_queue(str(tmp_path / "queue")).ids() == {"2026-07-01-0"}

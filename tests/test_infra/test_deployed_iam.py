@@ -10,6 +10,10 @@ principal against moto's server with IAM enforcement on.
       the label store the nightly job reads, after an operator's `fraud labels import`),
       review messages, decision records (Firehose to decisions/), champion reload
     outbox drain handler                       as the drain function role
+    fraud hard-examples (the daily task)        as its task role, on the API's decisions (where Firehose
+                                               delivers them) and labels, the versions' thresholds from
+                                               the registry; denied writes outside hard-examples/ and
+                                               deletes; the training role reads the queue back
 
 Two checks per principal. moto refuses any call whose action the principal lacks (its
 evaluator is basic, so ``helpers.iam.for_moto`` adapts the statements). Every call the
@@ -31,6 +35,7 @@ import hmac
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -64,6 +69,7 @@ FAILURE_PATH_GRANTS = {
     "drain": set(),
     "training": set(),
     "state_load": set(),
+    "hard_examples": set(),
 }
 
 
@@ -208,6 +214,8 @@ def _principals(moto: Moto, template: dict, resolve: iam.Resolver) -> dict[str, 
     state_container = resources[state_task]["Properties"]["ContainerDefinitions"][0]
     catch_up_task = _logical(template, "AWS::ECS::TaskDefinition", "Family", "fraud-dev-state-catch-up")
     catch_up_container = resources[catch_up_task]["Properties"]["ContainerDefinitions"][0]
+    hard_task = _logical(template, "AWS::ECS::TaskDefinition", "Family", "fraud-dev-hard-examples")
+    hard_container = resources[hard_task]["Properties"]["ContainerDefinitions"][0]
     assert iam.role_of(template, catch_up_task, "TaskRoleArn") == iam.role_of(template, state_task, "TaskRoleArn")
     assert catch_up_container["Environment"] == state_container["Environment"]
     plans = {
@@ -219,14 +227,17 @@ def _principals(moto: Moto, template: dict, resolve: iam.Resolver) -> dict[str, 
                      {e["Name"]: resolve(e["Value"]) for e in container["Environment"]}),
         "state_load": (iam.role_of(template, state_task, "TaskRoleArn"),
                        {e["Name"]: resolve(e["Value"]) for e in state_container["Environment"]}),
+        "hard_examples": (iam.role_of(template, hard_task, "TaskRoleArn"),
+                          {e["Name"]: resolve(e["Value"]) for e in hard_container["Environment"]}),
     }
     admin_iam = moto.client("iam")
     principals = {}
     for name, (role, env) in plans.items():
         statements = iam.role_statements(template, role, resolve)
         creds = moto.user(admin_iam, name, iam.for_moto(statements))
-        commands = {"load": resolve(state_container["Command"]),
-                    "catch-up": resolve(catch_up_container["Command"])} if name == "state_load" else None
+        commands = {"state_load": {"load": resolve(state_container["Command"]),
+                                   "catch-up": resolve(catch_up_container["Command"])},
+                    "hard_examples": {"queue": resolve(hard_container["Command"])}}.get(name)
         principals[name] = Principal(name, statements, env, creds, commands)
     return principals
 
@@ -302,17 +313,21 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         training = principals["training"]
         assert training.env["FRAUD_DATA_URI"] == f"s3://{BUCKET}/transactions"
         assert training.env["FRAUD_LABELS_URI"] == f"s3://{BUCKET}/labels"
-        (work / "small.toml").write_text(SMALL)
-        log = tmp_path / "training-calls.jsonl"
+        assert training.env["FRAUD_HARD_EXAMPLES_URI"] == f"s3://{BUCKET}/hard-examples"
+        # hard examples up-weighted: the job lists the (still empty) queue it finds in $FRAUD_HARD_EXAMPLES_URI
+        (work / "small.toml").write_text(SMALL + "[training]\nhard_example_weight = 5.0\n")
+        training_log = log = tmp_path / "training-calls.jsonl"
         _run(["-m", "batch_jobs.cli", "--config", "small.toml", "train", "--no-progress"],
              training.run_env(moto, log), 600, work)
+        assert {"service": "s3", "operation": "ListObjectsV2", "params": {"Bucket": BUCKET, "Prefix": "hard-examples/"},
+                "error": None} in iam.read_calls(log)
         # a recall alarm right after (the retrain rule's override, infra/retrain.py): the job reads the trigger
         # log, finds the night's start within the cooldown, records that and exits 0 without training
         held = _run(["-m", "batch_jobs.cli", "--config", "small.toml", "train", "--no-progress"],
                     training.run_env(moto, log, FRAUD_TRAINING_TRIGGER="alarm:fraud-dev-MonitoredRecallBelowSLO"),
                     120, work)
         assert "not training: a retrain started" in held.stdout
-        _check_calls(training, log, arns)
+        # (the training role's calls are checked once it has also read a queued hard example, below)
         deployed_key = Pseudonymizer(secret_values["fraud-dev/hash-key"]["hash_key"].encode())
         registry = ModelRegistry(S3BlobStore(BUCKET, "registry", s3_client=s3), keys=deployed_key)
         nightly_version = registry.champion()
@@ -429,9 +444,90 @@ def test_the_deployed_stack_runs_with_exactly_its_iam(tmp_path, small_sim_dir, s
         assert [m["transaction_id"] for m in _receive_all(moto.client("sqs"), drain.env["FRAUD_REVIEW_QUEUE_URL"])] \
             == ["iam-pending"]
 
+        # -- 03:00 the next day, as the hard-examples task: the day's decisions and labels ------------
+        _queue_hard_examples(moto, principals, arns, logged, review_version, nightly_version, work, tmp_path)
+        # the next night's training reads the queue: the reviewed hard example (iam-0: queued, then labelled
+        # by /v1/feedback) gets the weight, as training.py's hard_example_weights gives it from the task's env
+        weights = _run(["-c", "import json, os; from fraud.hard_examples import hard_example_weights as w; "
+                              "e = os.environ; print(json.dumps(w(['iam-0', 'T0001000000'], 5.0, "
+                              "e['FRAUD_HARD_EXAMPLES_URI'], e['FRAUD_LABELS_URI'], "
+                              "endpoint_url=e['FRAUD_AWS_ENDPOINT_URL']).tolist()))"],
+                       training.run_env(moto, training_log), 120, work)
+        assert json.loads(weights.stdout.strip().splitlines()[-1]) == [5.0, 1.0]
+        calls = _check_calls(training, training_log, arns)
+        assert [c for c in calls if c["operation"] == "GetObject" and c["params"]["Key"].startswith("hard-examples/")]
+
         _assert_card_number_unrecoverable(moto, template, secret_values, server_log, reviews, decisions)
     finally:
         moto.stop()
+
+
+def _queue_hard_examples(moto: Moto, principals: dict, arns: dict, logged: list[dict], review_version: str,
+                         nightly_version: str, work: Path, tmp_path: Path) -> None:
+    """The hard-examples task's command as synthesized, as its role, on the decisions the API
+    logged through Firehose, the labels of the label store (the import's, /v1/feedback's) and
+    the thresholds of the versions that scored them; run twice (a re-run queues nothing
+    twice). Then what its role must never do, refused."""
+    from botocore.exceptions import ClientError
+
+    task = principals["hard_examples"]
+    command = task.commands["queue"]
+    queue = f"s3://{BUCKET}/hard-examples"
+    assert command[0] == "hard-examples" and "--day" not in command  # the schedule runs on the default day
+    assert command[command.index("--queue") + 1] == queue == principals["training"].env["FRAUD_HARD_EXAMPLES_URI"]
+    s3 = moto.client("s3")
+    # moto files Firehose's objects under <prefix>YYYY/MM/DD/HH/, the prefix's !{timestamp:yyyy-MM-dd} left as
+    # text; Firehose in AWS resolves it to the day it received them: put them where AWS would have
+    delivered = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="decisions/")["Contents"]]
+    for key in delivered:
+        arrived = re.search(r"!\{timestamp:yyyy-MM-dd\}/(\d{4})/(\d\d)/(\d\d)/\d\d/([^/]+)$", key)
+        year, month, day, name = arrived.groups()
+        s3.copy_object(Bucket=BUCKET, Key=f"decisions/date={year}-{month}-{day}/{name}",
+                       CopySource={"Bucket": BUCKET, "Key": key})
+    scored_day = next(r for r in logged if r["transaction_id"] == "iam-0")["scored_at"][:10]
+    day_ids = {r["transaction_id"] for r in logged if r["scored_at"][:10] == scored_day}
+    log = tmp_path / "hard-examples-calls.jsonl"
+    runs = [_run(["-m", "batch_jobs.cli", *command, "--day", scored_day], task.run_env(moto, log), 120, work).stdout
+            for _ in range(2)]
+    queued = [json.loads(line) for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="hard-examples/")["Contents"]
+              for line in s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read().splitlines()]
+    assert f"{scored_day}: queued {len(queued)} hard examples" in runs[0] and f"of {len(day_ids)} scored" in runs[0]
+    assert f"queued 0 hard examples (none) of {len(day_ids)} scored; {len(queued)} queued before" in runs[1]
+    by_id = {q["transaction_id"]: q for q in queued}
+    assert len(by_id) == len(queued) and set(by_id) <= day_ids and "iam-0" in by_id
+    # iam-0: the fraud /v1/feedback reported, which the model scored low; each row carries the review
+    # threshold of the version that scored it, read from that version's thresholds.json in the registry
+    assert by_id["iam-0"]["label"] == 1 and "low_p_t" in by_id["iam-0"]["kinds"]
+    assert {q["model_version"] for q in queued} <= {review_version, nightly_version}
+    assert {q["review_threshold"] for q in queued if q["model_version"] == review_version} == {0.0}
+    calls = _check_calls(task, log, arns)
+    assert {c["operation"] for c in calls} == {"GetObject", "ListObjectsV2", "PutObject", "GetSecretValue"}
+    # what the role must never do: moto refuses it live; the exact statements refuse the listings
+    # (moto evaluates no s3:prefix condition) as AWS would
+    own = moto.client("s3", task.creds)
+    queued_key = next(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="hard-examples/")["Contents"])
+    forbidden = {"put labels/": lambda: own.put_object(Bucket=BUCKET, Key="labels/known_date=2026-01-01/x.jsonl",
+                                                       Body=b""),
+                 "put registry/": lambda: own.put_object(Bucket=BUCKET, Key="registry/champion.json", Body=b"{}"),
+                 "put decisions/": lambda: own.put_object(Bucket=BUCKET, Key=f"decisions/date={scored_day}/x",
+                                                          Body=b""),
+                 "put at the root": lambda: own.put_object(Bucket=BUCKET, Key="hard-examples.jsonl", Body=b""),
+                 "delete the queue's": lambda: own.delete_object(Bucket=BUCKET, Key=queued_key),
+                 "read transactions/": lambda: own.get_object(Bucket=BUCKET, Key=next(
+                     o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="transactions/")["Contents"]))}
+    refused = {}
+    for what, attempt in forbidden.items():
+        try:
+            attempt()
+            refused[what] = None
+        except ClientError as exc:
+            refused[what] = exc.response["Error"]["Code"]
+    assert refused == {what: "AccessDenied" for what in forbidden}
+    bucket = f"arn:{iam.PARTITION}:s3:::{BUCKET}"
+    for prefix in ("", "transactions/", "registry/", "runs/", "triggers/", "decision-errors/"):
+        assert not iam.allowed(task.statements, "s3:ListBucket", bucket, {"s3:prefix": prefix}), prefix
+    for action in ("s3:DeleteObject", "s3:PutObjectAcl", "s3:GetObjectVersion", "s3:DeleteObjectVersion"):
+        assert not iam.allowed(task.statements, action, f"{bucket}/{queued_key}", {}), action
 
 
 def _receive_all(sqs, url: str) -> list[dict]:

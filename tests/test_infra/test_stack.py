@@ -338,7 +338,8 @@ def test_api_keys_and_the_hash_key_are_secrets_read_by_exactly_their_users(dev, 
     assert _secret_readers(dev) == {"ScoringFunction": [api_keys, hash_key], "OutboxDrainFunction": [hash_key],
                                     "TrainingTask": [hash_key],  # training signs the registry's manifests
                                     "State": [hash_key],  # load and catch-up: the state's keys are pseudonyms under it
-                                    "ModelHealthMonitor": [hash_key]}  # fraud monitor verifies the registry's manifests
+                                    "ModelHealthMonitor": [hash_key],  # fraud monitor verifies the registry's manifests
+                                    "HardExamples": [hash_key]}  # fraud hard-examples: the same, for thresholds.json
     dev.has_output("ApiKeysSecretArn", {"Value": api_keys})
     # an existing secret of key digests, by ARN: used and granted, none created
     arn = "arn:aws:secretsmanager:eu-central-1:111122223333:secret:fraud/api-keys-AbCdEf"
@@ -468,6 +469,93 @@ def test_fraud_monitor_runs_nightly_with_a_role_that_only_reads_registry_decisio
     assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["decisions/*", "labels/*"]
     secret = next(s for s in statements if s["Action"] == "secretsmanager:GetSecretValue")
     assert "HashKeySecret" in json.dumps(secret["Resource"]) and "ApiKeys" not in json.dumps(secret["Resource"])
+
+
+def _rendered(value, names: dict) -> str:
+    """A synthesized string as text: a Ref as the name ``names`` gives its logical id's
+    prefix (DataBucket -> BUCKET), a GetAtt of an Arn as that name + _ARN, a Join joined."""
+    if isinstance(value, str):
+        return value
+    (fn, arg), = value.items()
+    if fn in ("Ref", "Fn::GetAtt"):
+        logical = arg if fn == "Ref" else arg[0]
+        name = next(name for prefix, name in names.items() if logical.startswith(prefix))
+        return name if fn == "Ref" else f"{name}_{arg[1].upper()}"
+    separator, parts = arg
+    assert fn == "Fn::Join", value
+    return separator.join(_rendered(p, names) for p in parts)
+
+
+def _role_statements(template, task: dict) -> list[dict]:
+    """The statements of the one policy on a task definition's task role."""
+    role = task["TaskRoleArn"]["Fn::GetAtt"][0]
+    policies = [p for p in template.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]]
+    assert len(policies) == 1
+    return policies[0]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _grants(statements: list[dict], names: dict) -> set[tuple]:
+    """(action, resource as text, sorted s3:prefix patterns or None) of every statement."""
+    out = set()
+    for s in statements:
+        assert s["Effect"] == "Allow" and set(s) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, s
+        condition = s.get("Condition")
+        if condition is not None:
+            assert list(condition) == ["StringLike"] and list(condition["StringLike"]) == ["s3:prefix"], condition
+            condition = tuple(sorted(condition["StringLike"]["s3:prefix"]))
+        for action in s["Action"] if isinstance(s["Action"], list) else [s["Action"]]:
+            for resource in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+                out.add((action, _rendered(resource, names), condition))
+    return out
+
+
+def test_hard_examples_are_queued_daily_by_a_task_that_may_only_append_to_the_queue(dev):
+    """`fraud hard-examples` (no --day: yesterday, UTC) at 03:00 UTC as a Fargate task of the
+    training image, retried, failed starts to the schedules' DLQ; its role reads the registry,
+    decisions, labels and the queue, lists only under the last three, writes only the queue;
+    the training task reads the queue and nothing writes it but this task."""
+    dev.has_resource_properties("AWS::Scheduler::Schedule", {
+        "Name": "fraud-dev-hard-examples", "ScheduleExpression": "cron(0 3 * * ? *)", "State": "ENABLED",
+        "ScheduleExpressionTimezone": "Etc/UTC",  # the day the command defaults to is a UTC day
+        "Target": Match.object_like({
+            "EcsParameters": Match.object_like({"LaunchType": "FARGATE", "TaskDefinitionArn": {
+                "Ref": Match.string_like_regexp("^HardExamplesTask")}}),
+            "RetryPolicy": {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 2},
+            "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [Match.string_like_regexp("TrainingScheduleDLQ"), "Arn"]}}})})
+    tasks = {t["Properties"]["Family"]: t["Properties"] for t in dev.find_resources("AWS::ECS::TaskDefinition").values()}
+    task, training = tasks["fraud-dev-hard-examples"], tasks["fraud-dev-nightly-training"]
+    names = {"DataBucket": "BUCKET", "HashKeySecret": "HASH_KEY_ARN"}
+    (container,) = task["ContainerDefinitions"]
+    assert container["Image"] == training["ContainerDefinitions"][0]["Image"]  # the training image: `fraud ...`
+    assert [_rendered(a, names) for a in container["Command"]] == [
+        "hard-examples", "--decisions", "s3://BUCKET/decisions", "--labels", "s3://BUCKET/labels",
+        "--queue", "s3://BUCKET/hard-examples"]
+    assert {e["Name"]: _rendered(e["Value"], names) for e in container["Environment"]} == {
+        "FRAUD_REGISTRY_URI": "s3://BUCKET/registry", "FRAUD_HASH_KEY_SECRET_ARN": "HASH_KEY_ARN"}
+    group = container["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+    assert group.startswith("HardExamplesLogs")
+    assert dev.to_json()["Resources"][group]["Properties"]["RetentionInDays"] == 14
+    roles = {t["TaskRoleArn"]["Fn::GetAtt"][0] for t in tasks.values()}
+    assert len(roles) == len(tasks) - 1  # its own role (only state load and catch-up share one)
+
+    bucket = "BUCKET_ARN"
+    assert _grants(_role_statements(dev, task), names) == {
+        *{("s3:GetObject", f"{bucket}/{p}/*", None) for p in ("registry", "decisions", "labels", "hard-examples")},
+        ("s3:ListBucket", bucket, ("decisions/*", "hard-examples/*", "labels/*")),
+        ("s3:PutObject", f"{bucket}/hard-examples/*", None),
+        ("secretsmanager:GetSecretValue", "HASH_KEY_ARN", None)}
+
+    env = {e["Name"]: _rendered(e["Value"], names) for e in training["ContainerDefinitions"][0]["Environment"]}
+    assert env["FRAUD_HARD_EXAMPLES_URI"] == "s3://BUCKET/hard-examples"
+    training_grants = _grants(_role_statements(dev, training), names)
+    assert {g for g in training_grants if "hard-examples" in g[1]} == {
+        ("s3:GetObject", f"{bucket}/hard-examples/*", None)}  # read, never written
+    assert ("s3:ListBucket", bucket, None) in training_grants  # lists hard-examples/ too (ListBucketForMissingKeys)
+    # no other role may touch the queue but these two (the GPU job role, off in dev, is the training role's twin)
+    touching = {task["TaskRoleArn"]["Fn::GetAtt"][0], training["TaskRoleArn"]["Fn::GetAtt"][0]}
+    for policy in dev.find_resources("AWS::IAM::Policy").values():
+        if "hard-examples" in json.dumps(policy["Properties"]["PolicyDocument"]):
+            assert {r["Ref"] for r in policy["Properties"]["Roles"]} <= touching
 
 
 def test_decision_log_firehose_least_privilege_and_alarm(dev):
