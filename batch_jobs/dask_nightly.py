@@ -42,6 +42,7 @@ from .challenger import nightly_step, settle_new_version
 from .dask_read import partitions_for, read_transactions_dask
 from .dask_train import _counted, check_windows, first_known, fraud_rows, train_dask
 from .history import latest_day, partition_path
+from .nightly import verdict_without_champion
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,12 @@ def gate_dask(client, result, champion_version, registry, table_path, valid, kno
     split = result.summary["split"]
     start, end = pd.Timestamp(split["test"]["start"]), pd.Timestamp(split["test"]["end"])
     bundles = {"challenger": result.bundle}
-    champion_bundle, reason = None, None
+    champion_bundle, unjudged = None, None
     if champion_version is not None:
         try:
             champion_bundle = registry.load_twin(champion_version)   # its twin, if any (batch_jobs.nightly.gate)
-        except RegistryError as exc:
-            reason = f"the champion cannot be loaded ({exc})"
+        except RegistryError as exc:   # promote only when the champion itself cannot load
+            unjudged = verdict_without_champion(registry, champion_version, exc, {})
     table = table_path
     if champion_bundle is not None:
         bundles["champion"] = champion_bundle
@@ -115,9 +116,10 @@ def gate_dask(client, result, champion_version, registry, table_path, valid, kno
                 "outcomes": window_outcomes(probs, bundle.thresholds, frame, config.policy, config.data.currency)}
 
     challenger = {"version": "challenger", **score("challenger", result.bundle)}
-    if champion_version is None or champion_bundle is None:
-        return {"decision": "promote", "reason": reason or "there is no champion yet",
-                "scores": {"challenger": challenger}}
+    if unjudged is not None:
+        return {**unjudged, "scores": {"challenger": challenger}}
+    if champion_version is None:
+        return {"decision": "promote", "reason": "there is no champion yet", "scores": {"challenger": challenger}}
     champion = {"version": champion_version, **score("champion", champion_bundle)}
     tol_ap, tol_recall = config.gate.average_precision_tolerance, config.gate.recall_at_capacity_tolerance
     ap_ok = challenger["average_precision"] >= champion["average_precision"] - tol_ap

@@ -85,6 +85,21 @@ def ensure_default_data(path: Path, config: FraudConfig) -> bool:
     return True
 
 
+def verdict_without_champion(registry: ModelRegistry, champion_version: str, exc: Exception, challenger: dict) -> dict:
+    """The gate's verdict when the champion cannot be judged: promote only if the champion
+    itself cannot be loaded (the API cannot serve it either); if only its twin is damaged or
+    missing, keep it: the API never reads twin files, so a rewritten one would otherwise wave
+    every challenger through unnoticed."""
+    try:
+        registry.load(champion_version)
+    except RegistryError:
+        return {"decision": "promote", "reason": f"the champion cannot be loaded ({exc})",
+                "scores": {"challenger": challenger}}
+    return {"decision": "keep champion",
+            "reason": f"the champion's twin cannot be loaded ({exc}): not judged, kept; promote by hand if intended",
+            "scores": {"challenger": challenger}}
+
+
 def gate(result: TrainingResult, champion_version: str | None, registry: ModelRegistry, transactions: pd.DataFrame,
          features: pd.DataFrame, config: FraudConfig) -> dict:
     """Is the challenger not worse than the champion on the same test window? Counted as
@@ -120,8 +135,7 @@ def gate(result: TrainingResult, champion_version: str | None, registry: ModelRe
     try:
         champion_bundle = registry.load_twin(champion_version)
     except RegistryError as exc:
-        return {"decision": "promote", "reason": f"the champion cannot be loaded ({exc})",
-                "scores": {"challenger": challenger}}
+        return verdict_without_champion(registry, champion_version, exc, challenger)
     champ_features = features if champion_bundle.spec == result.bundle.spec else \
         build_features(transactions, champion_bundle.spec)
     champion = {"version": champion_version, **score(champion_bundle, champ_features)}

@@ -94,14 +94,20 @@ def quantile_mapped(calibrator: Calibrator, reference_scores, scores) -> Calibra
     compare with the reference) and the twin's thresholds send the same share to review."""
     ref = np.asarray(reference_scores, dtype=np.float64)
     own = np.asarray(scores, dtype=np.float64)
-    x, to = np.quantile(own, MAPPED_LEVELS), np.quantile(ref, MAPPED_LEVELS)
+    x = np.quantile(own, MAPPED_LEVELS)
     # a tree model's scores have atoms (many rows on one leaf combination): a score that
-    # holds levels q0..q1 of the latest's goes to the twin's score at their middle level
-    # (np.interp needs increasing x; ``to`` rises with q, so the middles keep it monotone)
+    # holds levels q0..q1 of the latest's goes to the twin's score at level (q0 + q1) / 2
+    # (np.interp needs increasing x; the middles rise with q, so the map stays monotone)
     x, first = np.unique(x, return_index=True)
     last = np.r_[first[1:] - 1, len(MAPPED_LEVELS) - 1]
+    to = np.quantile(ref, (MAPPED_LEVELS[first] + MAPPED_LEVELS[last]) / 2)
+    # the scores are probabilities: the map runs on to (0, 0) and (1, 1), so a score beyond
+    # the newest days' range still orders above (below) them instead of tying at their end
+    # (and can still reach the decline threshold)
+    keep = (x > 0.0) & (x < 1.0)
+    x, to = np.r_[0.0, x[keep], 1.0], np.r_[0.0, to[keep], 1.0]
     mapped = Calibrator("mapped")
-    mapped.x_, mapped.to_, mapped.then_ = x, to[(first + last) // 2], calibrator
+    mapped.x_, mapped.to_, mapped.then_ = x, np.maximum.accumulate(to), calibrator
     return mapped
 
 

@@ -110,8 +110,9 @@ def refit_rows(data, plan: RefitPlan, cfg: SearchConfig, latest: bool = False):
     rows = data.rows(window.mask(data.timestamp))
     known = labels_known_at(rows.label, rows.label_time, cutoff)
     if known.sum() == 0:
+        knob = "serve_latest" if latest else "refit"
         raise InsufficientDataError(f"the refit window {window.start.date()}..{window.end.date()} has no "
-                                    f"fraud labels known by {cutoff.date()}: set [split] refit = false")
+                                    f"fraud labels known by {cutoff.date()}: set [split] {knob} = false")
     rate = cfg.negative_sample_rate
     rng = np.random.default_rng(cfg.seed + 1)
     keep = (known == 1) | (rng.random(len(known)) < rate)

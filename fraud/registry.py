@@ -194,6 +194,8 @@ class ModelRegistry:
             return bundle
         with tempfile.TemporaryDirectory() as tmp:
             for name in names:
+                if name == TWIN_PREFIX:
+                    raise RegistryError(f"model version {version}: a twin file without a name")
                 (Path(tmp) / name[len(TWIN_PREFIX):]).write_bytes(self.read_file(version, name))
             bundle.model = Candidate.load(Path(tmp))
             bundle.calibrator = Calibrator.from_dict(json.loads((Path(tmp) / "calibration.json").read_text()))

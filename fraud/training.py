@@ -42,7 +42,7 @@ from .progress import progress_bar
 from .schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TIMESTAMP
 from .search import FoldData, SearchResult, local_fit, run_search
 from .refit import check_plan, check_transfer, plan_refit, refit
-from .splits import TimeSplit, check_classes, labels_known_at, make_split
+from .splits import InsufficientDataError, TimeSplit, check_classes, labels_known_at, make_split
 from .uncertainty import day_bootstrap
 
 log = logging.getLogger(__name__)
@@ -212,11 +212,20 @@ def train(data: LabelledFeatures, config: FraudConfig, spec: FeatureSpec, split:
     served_model, served_cal, served_on, served_cutoff, served_info, transfer = \
         model, calibrator, trained_on, label_cutoff, refit_info, None
     if plan is not None and plan.latest is not None:   # the latest refit, calibrated from the twin (fraud.refit)
-        latest, latest_info = refit(results[winner], int(folds[0].y_train.size), data, plan, cfg, latest=True)
         newest = data.rows(plan.newest.mask(data.timestamp))
-        latest_newest = latest.predict_proba(newest.features)
-        mapped, transfer = check_transfer(model.predict_proba(newest.features), latest_newest, calibrator, thresholds,
-                                          config.split.transfer_min_overlap, config.monitoring.min_rows)
+        try:
+            latest, latest_info = refit(results[winner], int(folds[0].y_train.size), data, plan, cfg, latest=True)
+        except InsufficientDataError as exc:   # no fraud known in its window: the twin serves
+            latest, latest_info = None, None
+            transfer = {"rows": int(len(newest.label)), "serve": "twin", "overlap": None,
+                        "min_overlap": config.split.transfer_min_overlap, "min_rows": config.monitoring.min_rows,
+                        "reason": str(exc)}
+        if latest is not None:
+            # LightGBM refuses to predict no rows: an empty newest window goes to the row check as it is
+            latest_newest = latest.predict_proba(newest.features) if len(newest.label) else np.empty(0)
+            twin_newest = model.predict_proba(newest.features) if len(newest.label) else np.empty(0)
+            mapped, transfer = check_transfer(twin_newest, latest_newest, calibrator, thresholds,
+                                              config.split.transfer_min_overlap, config.monitoring.min_rows)
         log.info("latest refit (%s .. %s): %s", plan.latest.start.date(), plan.latest.end.date(), transfer["reason"])
         if transfer["serve"] == "latest":
             served_model, served_cal, served_on, served_cutoff, served_info = \

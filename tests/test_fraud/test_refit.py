@@ -356,3 +356,56 @@ def test_an_atom_of_the_latests_scores_maps_to_the_twins_middle_level():
     expected = calibrator.predict(np.quantile(twin, 0.5))
     assert mapped == pytest.approx(expected, abs=0.002)
     assert abs(mapped - calibrator.predict(np.quantile(twin, 0.8))) > 0.005
+
+
+def test_a_damaged_twin_keeps_the_champion_and_a_broken_champion_is_replaced(tmp_path, small_training,
+                                                                              small_transactions, small_features,
+                                                                              small_config):
+    """The API never reads twin files: a rewritten one must not wave every challenger through."""
+    from batch_jobs.nightly import gate
+    from fraud.registry import ModelRegistry
+
+    _, features = small_features
+    registry = ModelRegistry.open(tmp_path / "registry")
+    version = registry.publish(small_training.bundle, twin=small_training.twin)
+    folder = tmp_path / "registry" / "versions" / version
+    (folder / "twin-calibration.json").write_text('{"method": "identity"}')
+    verdict = gate(small_training, version, registry, small_transactions, features, small_config)
+    assert verdict["decision"] == "keep champion" and "twin cannot be loaded" in verdict["reason"]
+    assert "average_precision" in verdict["scores"]["challenger"]
+    (folder / "thresholds.json").write_text("{}")   # now the champion itself cannot load: the API cannot serve it
+    verdict = gate(small_training, version, registry, small_transactions, features, small_config)
+    assert verdict["decision"] == "promote" and "champion cannot be loaded" in verdict["reason"]
+
+
+def test_an_empty_newest_window_serves_the_twin(small_transactions, small_features, small_config):
+    """No rows after the latest's window (a feed gap, or --as-of past the data): the twin
+    serves, said why; LightGBM, which refuses to predict no rows, is the candidate here."""
+    from fraud.training import train
+
+    spec, features = small_features
+    split = make_split(small_transactions["timestamp"], small_config.split,
+                       pd.Timedelta(small_config.data.label_delay))
+    keep = (small_transactions["timestamp"] < split.test.end).to_numpy()   # the newest days cut off
+    config = small_config.model_copy(update={"search": small_config.search.model_copy(
+        update={"candidates": ("focal_lgbm",), "max_trials": 1, "max_rounds": 30})})
+    result = train(LabelledFeatures.from_transactions(small_transactions[keep].reset_index(drop=True),
+                                                      features[keep].reset_index(drop=True)),
+                   config, spec, split=split, progress=False)
+    transfer = result.summary["served_model"]["transfer"]
+    assert transfer["serve"] == "twin" and transfer["rows"] == 0 and "fewer than" in transfer["reason"]
+    assert result.twin is None and result.summary["served_model"]["latest"] is False
+
+
+def test_the_map_covers_scores_beyond_the_newest_days_range():
+    """A live score above every newest-day score still ranks above them (and can reach a
+    decline threshold) instead of tying at the map's end."""
+    from fraud.calibration import quantile_mapped
+
+    twin, _, _ = _twin_calibrated()
+    rng = np.random.default_rng(5)
+    calibrator = Calibrator("platt").fit(twin, (rng.random(twin.size) < twin).astype(int))   # strictly rising
+    mapped = quantile_mapped(calibrator, twin, twin * 0.5)
+    top = float(np.max(twin * 0.5))
+    assert mapped.predict(np.array([0.99]))[0] > mapped.predict(np.array([top]))[0]
+    assert mapped.predict(np.array([1.0]))[0] == pytest.approx(calibrator.predict(np.array([1.0]))[0])
