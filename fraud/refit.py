@@ -62,6 +62,10 @@ class RefitPlan:
     latest_cutoff: pd.Timestamp | None = None
     newest: Window | None = None      # after the latest's last row: the transfer check
 
+    def window_of(self, latest: bool = False) -> tuple[Window, pd.Timestamp]:
+        """The training window and label cutoff of the twin, or with ``latest`` the served model's."""
+        return (self.latest, self.latest_cutoff) if latest else (self.train, self.label_cutoff)
+
     def to_dict(self) -> dict:
         out = {"train": self.train.to_dict(), "label_cutoff": self.label_cutoff.isoformat(),
                "calibration": self.calibration.to_dict(), "judged": self.judged.to_dict()}
@@ -106,7 +110,7 @@ def refit_rows(data, plan: RefitPlan, cfg: SearchConfig, latest: bool = False):
     """The twin's (or with ``latest`` the served model's) training rows (``data.rows``) with
     the labels known at its cutoff, negatives down-sampled as in the search: (rows, y,
     weight), all row-aligned."""
-    window, cutoff = (plan.latest, plan.latest_cutoff) if latest else (plan.train, plan.label_cutoff)
+    window, cutoff = plan.window_of(latest)
     rows = data.rows(window.mask(data.timestamp))
     known = labels_known_at(rows.label, rows.label_time, cutoff)
     if known.sum() == 0:
@@ -127,7 +131,7 @@ def refit(best: SearchResult, fold0_rows: int, data, plan: RefitPlan, cfg: Searc
     ``fraud.training.LabelledFeatures``."""
     started = time.perf_counter()
     rows, y, weight = refit_rows(data, plan, cfg, latest)
-    window, cutoff = (plan.latest, plan.latest_cutoff) if latest else (plan.train, plan.label_cutoff)
+    window, cutoff = plan.window_of(latest)
     fold0_rounds = best.model.n_rounds_
     rounds = int(np.clip(round(fold0_rounds * y.size / max(fold0_rows, 1)), 1, cfg.max_rounds))
     boosted = cfg.max_rounds if best.kind == GAMMA_SCHEDULE else rounds

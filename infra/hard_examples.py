@@ -19,13 +19,13 @@ files); PutObject on ``hard-examples/*`` alone; the hash key. No delete, no othe
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
-from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
+
+from .scheduled import fargate_target
 
 HARD_EXAMPLES_PREFIX = "hard-examples"   # the queue (fraud.hard_examples); training reads it
 
@@ -54,10 +54,7 @@ class HardExampleQueueing(Construct):
             self, "Schedule", schedule_name=f"{prefix}-hard-examples",
             schedule=scheduler.ScheduleExpression.expression(schedule),
             description="Daily: fraud hard-examples (yesterday's hardest decisions queued for labelling)",
-            target=scheduler_targets.EcsRunFargateTask(
-                cluster, task_definition=self.task, assign_public_ip=True,
-                vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-                dead_letter_queue=dead_letter_queue, max_event_age=cdk.Duration.hours(2), retry_attempts=2))
+            target=fargate_target(cluster, self.task, dead_letter_queue))
 
     def _role(self, bucket, registry_prefix: str, decisions_prefix: str, labels_prefix: str,
               hash_key_secret) -> iam.Role:

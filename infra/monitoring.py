@@ -19,13 +19,13 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
-from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
+
+from .scheduled import fargate_target
 
 MONITOR_SERVICE = "fraud-monitoring"   # fraud.monitoring.emit.SERVICE
 DECISIONS_PREFIX = "decisions"
@@ -61,10 +61,7 @@ class ModelHealthMonitoring(Construct):
             self, "MonitorSchedule", schedule_name=f"{prefix}-monitor",
             schedule=scheduler.ScheduleExpression.expression(schedule),
             description="Nightly: fraud monitor (drift and recall of the champion) as EMF metrics",
-            target=scheduler_targets.EcsRunFargateTask(
-                cluster, task_definition=self.task, assign_public_ip=True,
-                vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-                dead_letter_queue=dead_letter_queue, max_event_age=cdk.Duration.hours(2), retry_attempts=2))
+            target=fargate_target(cluster, self.task, dead_letter_queue))
         self.alarms = self._alarms(prefix, alarm_topic, recall_slo)
 
     def _role(self, bucket, registry_prefix: str, labels_prefix: str, hash_key_secret) -> iam.Role:

@@ -52,6 +52,7 @@ from .config import StageConfig
 from .decision_log import DecisionLogStream
 from .hard_examples import HARD_EXAMPLES_PREFIX, HardExampleQueueing, grant_read_queue
 from .monitoring import DECISIONS_PREFIX, PSI_THRESHOLD, ModelHealthMonitoring
+from .scheduled import fargate_target
 from .retrain import TRIGGER_ENV, TRIGGERS_PREFIX, RetrainOnAlarm, grant_trigger_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -385,10 +386,7 @@ class FraudScoringStack(cdk.Stack):
         self.state_load_task, self.state_catch_up_task = self._state_tasks(log_group)
 
         def run(task_definition):
-            return scheduler_targets.EcsRunFargateTask(
-                cluster, task_definition=task_definition, assign_public_ip=True,
-                vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-                dead_letter_queue=dlq, max_event_age=cdk.Duration.hours(2), retry_attempts=2)
+            return fargate_target(cluster, task_definition, dlq)
 
         schedule = scheduler.Schedule(self, "NightlyTrainingSchedule", schedule_name=f"{c.prefix}-nightly-training",
                                       schedule=scheduler.ScheduleExpression.expression(c.training_schedule),

@@ -151,15 +151,23 @@ def test_the_gate_judges_the_twins_on_a_window_neither_trained_or_calibrated_on(
         assert verdict["scores"][side]["average_precision"] == pytest.approx(expected, abs=1e-12)
 
 
+def _published_with_twin(tmp_path, small_training):
+    """A registry holding this run's version with its twin: (registry, version, its folder)."""
+    from fraud.registry import ModelRegistry
+
+    registry = ModelRegistry.open(tmp_path / "registry")
+    version = registry.publish(small_training.bundle, twin=small_training.twin)
+    return registry, version, tmp_path / "registry" / "versions" / version
+
+
 def test_the_registry_keeps_the_twin_and_the_gate_judges_the_champions_twin(tmp_path, small_training,
                                                                            small_transactions, small_features,
                                                                            small_config):
     from batch_jobs.nightly import gate
-    from fraud.registry import ModelRegistry, RegistryError
+    from fraud.registry import RegistryError
 
     _, features = small_features
-    registry = ModelRegistry.open(tmp_path / "registry")
-    version = registry.publish(small_training.bundle, twin=small_training.twin)
+    registry, version, folder = _published_with_twin(tmp_path, small_training)
     registry.promote(version, "test")
     names = set(registry.manifest(version)["files"])
     assert {"twin-candidate.json", "twin-calibration.json"} <= names and all(len(registry.manifest(version)["files"][n]
@@ -175,7 +183,6 @@ def test_the_registry_keeps_the_twin_and_the_gate_judges_the_champions_twin(tmp_
     assert champion["average_precision"] == challenger["average_precision"]
     assert champion["recall_at_capacity"] == challenger["recall_at_capacity"]
     # a twin file rewritten is refused like any other ...
-    folder = tmp_path / "registry" / "versions" / version
     (folder / "twin-calibration.json").write_text('{"method": "identity"}')
     with pytest.raises(RegistryError, match="SHA-256"):
         registry.load_twin(version)
@@ -363,12 +370,9 @@ def test_a_damaged_twin_keeps_the_champion_and_a_broken_champion_is_replaced(tmp
                                                                               small_config):
     """The API never reads twin files: a rewritten one must not wave every challenger through."""
     from batch_jobs.nightly import gate
-    from fraud.registry import ModelRegistry
 
     _, features = small_features
-    registry = ModelRegistry.open(tmp_path / "registry")
-    version = registry.publish(small_training.bundle, twin=small_training.twin)
-    folder = tmp_path / "registry" / "versions" / version
+    registry, version, folder = _published_with_twin(tmp_path, small_training)
     (folder / "twin-calibration.json").write_text('{"method": "identity"}')
     verdict = gate(small_training, version, registry, small_transactions, features, small_config)
     assert verdict["decision"] == "keep champion" and "twin cannot be loaded" in verdict["reason"]
