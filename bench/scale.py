@@ -31,6 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 ROWS_PER_CUSTOMER_DAY = 2.08  # the simulator's rate (3.1k a day for 1,500 customers)
+# a shard's population (customers, terminals a third of them, each customer's terminals within
+# ~15 km) grows quadratically: 20M rows in 2 shards (160k customers, 53k terminals each) were
+# killed for memory at 24 GiB building the customers' nearby terminals, so larger sets get
+# more shards of the 5M set's size
+ROWS_PER_SHARD = 2_500_000
 
 
 def _shard(args) -> None:
@@ -79,13 +84,15 @@ class PeakRSS:
         self._thread.join()
 
 
-def measure(path: str, workers: int) -> dict:
-    """Runs in its own process: the features of ``path``; workers 0 = single process."""
+def measure(path: str, workers: int, write: bool = True) -> dict:
+    """Runs in its own process: the features of ``path``; workers 0 = single process.
+    ``write=False``: the Dask feature table is computed on the workers and counted, not
+    written (the single-process path never writes its features)."""
     from fraud.config import load_config
     from fraud.features.spec import FeatureSpec
 
     config = load_config()
-    out: dict = {"workers": workers}
+    out: dict = {"workers": workers, "written": write}
     with PeakRSS() as rss:
         started = time.perf_counter()
         if workers == 0:
@@ -110,9 +117,14 @@ def measure(path: str, workers: int) -> dict:
                 valid.map_partitions(len).compute()
                 read = time.perf_counter()
                 spec = FeatureSpec.default(config.features, config.columns, config.data.timezone, set(valid.columns))
-                target = tempfile.mkdtemp()
-                write_feature_table(valid, spec, Path(target) / "features")
-                shutil.rmtree(target, ignore_errors=True)
+                if write:
+                    target = tempfile.mkdtemp()
+                    write_feature_table(valid, spec, Path(target) / "features")
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    from fraud.features.dask_table import feature_table
+
+                    feature_table(valid, spec).map_partitions(len).sum().compute()
         done = time.perf_counter()
     out.update(rows=rows, read_s=read - started, features_s=done - read, total_s=done - started,
                features_rows_per_s_per_core=rows / (done - read) / max(workers, 1),
@@ -121,8 +133,9 @@ def measure(path: str, workers: int) -> dict:
     return out
 
 
-def run_one(path: Path, workers: int, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--measure", str(path), "--workers", str(workers)]
+def run_one(path: Path, workers: int, timeout: float, write: bool = True) -> dict:
+    cmd = [sys.executable, __file__, "--measure", str(path), "--workers", str(workers),
+           *([] if write else ["--compute-only"])]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -166,33 +179,36 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--shards", type=int, help="simulator processes' populations (default: one per "
+                        f"{ROWS_PER_SHARD:,} rows, at least 2)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="0 = single process")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "fraud-scale")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, help="draw the figure here (with --json: from that file alone if "
                                                    "--rows is not given on the command line)")
+    parser.add_argument("--compute-only", action="store_true",
+                        help="Dask: compute and count the feature table on the workers, do not write it")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plot and args.json and args.json.exists() and "--rows" not in (argv or sys.argv):
         plot(json.loads(args.json.read_text()), args.plot)
         return 0
     if args.measure:
-        print(json.dumps(measure(args.measure, args.workers[0])), flush=True)
+        print(json.dumps(measure(args.measure, args.workers[0], write=not args.compute_only)), flush=True)
         return 0
     results = {"uptime": os.popen("uptime").read().strip(), "cpus": os.cpu_count(), "sizes": []}
     failed: set[int] = set()
     for rows in args.rows:
         path = args.data_dir / str(rows)
         started = time.perf_counter()
-        generate(path, rows, args.days, args.shards)
+        generate(path, rows, args.days, args.shards or max(2, -(-rows // ROWS_PER_SHARD)))
         entry = {"rows_asked": rows, "generate_s": time.perf_counter() - started, "runs": []}
         for workers in args.workers:
             if workers in failed:
                 entry["runs"].append({"workers": workers, "failed": "skipped: a smaller size failed"})
                 continue
-            run = run_one(path, workers, args.timeout)
+            run = run_one(path, workers, args.timeout, write=not args.compute_only)
             entry["runs"].append(run)
             if "failed" in run:
                 failed.add(workers)

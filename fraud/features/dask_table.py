@@ -9,11 +9,13 @@ the driver.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID
-from .distributed import build_features_dask
+from .distributed import with_features
 from .spec import FeatureSpec
 
 CARRIED = (TIMESTAMP, CARD_ID, TERMINAL_ID, AMOUNT, LABEL, LABEL_TIME, "fraud_pattern")
@@ -22,28 +24,63 @@ DATE = "date"
 
 def feature_table(transactions, spec: FeatureSpec, extra: tuple[str, ...] = ()):
     """Lazy Dask DataFrame: transaction id, the carried columns present (and ``extra``),
-    ``date`` and the features (exactly the single-process engine's numbers)."""
-    features = build_features_dask(transactions, spec, compute=False)
-    # a feature named like a column (``amount``: the row amount feature) is that column's value
-    carried = [c for c in (*CARRIED, *extra) if c in transactions.columns and c not in spec.names]
-    rows = transactions[[TRANSACTION_ID, *carried]]
-    rows = rows.assign(**{DATE: rows[TIMESTAMP].dt.strftime("%Y-%m-%d")})
-    return rows.merge(features, on=TRANSACTION_ID, how="inner")
+    ``date`` and the features (exactly the single-process engine's numbers), partitioned by
+    card."""
+    carried = [c for c in (*CARRIED, *extra) if c in transactions.columns]
+    table = with_features(transactions, spec, [TRANSACTION_ID, *carried])
+    meta = _with_date(table._meta)
+    return table.map_partitions(_with_date, meta=meta)[[TRANSACTION_ID, *carried, DATE,
+                                                        *(n for n in spec.names if n not in carried)]]
+
+
+def _with_date(part: pd.DataFrame) -> pd.DataFrame:
+    """``date`` (UTC, YYYY-MM-DD) of each row: formatted once per distinct day (a
+    ``strftime`` per row was a fifth of the feature table's time)."""
+    stamps = part[TIMESTAMP]
+    if not len(part):
+        return part.assign(**{DATE: pd.array([], dtype="string")})
+    utc = stamps.dt.tz_convert("UTC").dt.tz_localize(None) if stamps.dt.tz is not None else stamps
+    day = utc.to_numpy().astype("datetime64[D]").astype(np.int64)
+    first = int(day.min())
+    offset = day - first
+    seen = np.flatnonzero(np.bincount(offset))           # the partition's days, without a sort
+    names = np.empty(int(offset.max()) + 1, dtype=object)
+    names[seen] = np.datetime_as_string((seen + first).astype("datetime64[D]"), unit="D")
+    return part.assign(**{DATE: pd.array(names[offset], dtype="string")})
 
 
 def write_feature_table(transactions, spec: FeatureSpec, path) -> str:
-    """Compute the feature table on the workers into partitioned Parquet at ``path``."""
+    """Compute the feature table on the workers into partitioned Parquet at ``path``: each
+    partition writes its rows of a day to ``date=YYYY-MM-DD/part-<partition>-0.parquet``
+    with pyarrow's dataset writer (no shuffle by day, which cost as much as the features;
+    Dask's ``to_parquet(partition_on=...)`` splits by day in pandas and took twice as long
+    as the dataset writer on 1M rows). The days are read back by partition pruning."""
     import dask
 
+    Path(path).mkdir(parents=True, exist_ok=True)
     # the task-based shuffle: for a few dozen partitions p2p's fixed cost per shuffle
     # dominates (140k rows, 4 partitions, 2 workers: 17 s against 26 s)
     method = "tasks" if transactions.npartitions <= 32 else "p2p"
     with dask.config.set({"dataframe.shuffle.method": method}):
         table = feature_table(transactions, spec)
-        # each day in one partition, so one file per day (not one per day and partition)
-        table = table.shuffle(on=DATE, npartitions=max(1, transactions.npartitions))
-        table.to_parquet(str(path), partition_on=[DATE], write_index=False)
+        written = table.map_partitions(_write_days, str(path), meta=pd.Series(dtype=np.int64),
+                                       partition_info=None)
+        written.sum().compute()
     return str(path)
+
+
+def _write_days(part: pd.DataFrame, path: str, partition_info=None) -> pd.Series:
+    """One partition's rows into ``path/date=.../``; the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    number = (partition_info or {}).get("number", 0)
+    if len(part):
+        ds.write_dataset(pa.Table.from_pandas(part, preserve_index=False), path, format="parquet",
+                         partitioning=[DATE], partitioning_flavor="hive",
+                         basename_template=f"part-{number:05d}-{{i}}.parquet",
+                         existing_data_behavior="overwrite_or_ignore")
+    return pd.Series([len(part)], dtype=np.int64)
 
 
 def read_feature_table(path, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, columns=None):
