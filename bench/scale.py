@@ -1,7 +1,7 @@
 """Scale-out: reading, validating and building the features of N simulated transactions,
 single process against Dask with 1 and 2 workers; wall time and peak RSS per process.
 
-    python bench/scale.py --rows 1000000 5000000 20000000 [--days 30] [--json bench/results/scale.json]
+    python bench/scale.py --rows 1000000 5000000 20000000 [--days 30] [--repeat 3] [--json bench/results/scale.json]
 
 The data is simulated in shards (``TransactionSimulator(shard=k)``, one process each, one
 day in memory at a time) into ``--data-dir/<rows>/``. Each measurement runs in its own
@@ -10,7 +10,8 @@ process tree: the single-process path is ``load_transactions`` + ``build_feature
 ``write_feature_table`` (what ``fraud train --dask`` does: the table goes to partitioned
 Parquet, nothing comes back). A sampling thread reads every process's RSS (psutil) every
 0.2 s: the driver's and each worker's peak. A run that fails (out of memory) is recorded
-as such, and larger sizes are not tried for that path.
+as such, and larger sizes are not tried for that path. ``--repeat``: the paths alternate
+and the table keeps each one's fastest try (all tries are in the JSON).
 """
 
 from __future__ import annotations
@@ -122,9 +123,10 @@ def measure(path: str, workers: int, write: bool = True) -> dict:
                     write_feature_table(valid, spec, Path(target) / "features")
                     shutil.rmtree(target, ignore_errors=True)
                 else:
-                    from fraud.features.dask_table import feature_table
+                    from fraud.features.dask_table import feature_table, shuffle_method
 
-                    feature_table(valid, spec).map_partitions(len).sum().compute()
+                    with shuffle_method(valid.npartitions):
+                        feature_table(valid, spec).map_partitions(len).sum().compute()
         done = time.perf_counter()
     out.update(rows=rows, read_s=read - started, features_s=done - read, total_s=done - started,
                features_rows_per_s_per_core=rows / (done - read) / max(workers, 1),
@@ -144,6 +146,18 @@ def run_one(path: Path, workers: int, timeout: float, write: bool = True) -> dic
     if done.returncode or not lines:
         return {"workers": workers, "failed": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
     return json.loads(lines[-1])
+
+
+def best_runs(tries: list[dict]) -> list[dict]:
+    """Per path, the try with the shortest feature time (noise on a shared machine only
+    ever adds time, as ``timeit`` reasons), or its failure."""
+    best: dict[int, dict] = {}
+    for run in tries:
+        kept = best.get(run["workers"])
+        if kept is None or ("failed" in kept and "failed" not in run) or \
+                ("failed" not in run and run["features_s"] < kept["features_s"]):
+            best[run["workers"]] = run
+    return [best[w] for w in sorted(best)]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -184,6 +198,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="0 = single process")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "fraud-scale")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    parser.add_argument("--repeat", type=int, default=1, help="tries per path and size, alternating "
+                        "the paths; the table keeps each path's fastest")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, help="draw the figure here (with --json: from that file alone if "
                                                    "--rows is not given on the command line)")
@@ -203,16 +219,19 @@ def main(argv=None) -> int:
         path = args.data_dir / str(rows)
         started = time.perf_counter()
         generate(path, rows, args.days, args.shards or max(2, -(-rows // ROWS_PER_SHARD)))
-        entry = {"rows_asked": rows, "generate_s": time.perf_counter() - started, "runs": []}
-        for workers in args.workers:
-            if workers in failed:
-                entry["runs"].append({"workers": workers, "failed": "skipped: a smaller size failed"})
-                continue
-            run = run_one(path, workers, args.timeout, write=not args.compute_only)
-            entry["runs"].append(run)
-            if "failed" in run:
-                failed.add(workers)
-            print(json.dumps({"rows": rows, **run}), flush=True)
+        entry = {"rows_asked": rows, "generate_s": time.perf_counter() - started, "tries": []}
+        for attempt in range(args.repeat):  # the paths alternate, so a slow spell hits them all
+            for workers in args.workers:
+                if workers in failed:
+                    if not attempt:
+                        entry["tries"].append({"workers": workers, "failed": "skipped: a smaller size failed"})
+                    continue
+                run = run_one(path, workers, args.timeout, write=not args.compute_only)
+                entry["tries"].append(run)
+                if "failed" in run:
+                    failed.add(workers)
+                print(json.dumps({"rows": rows, "try": attempt, **run}), flush=True)
+        entry["runs"] = best_runs(entry["tries"])
         entry["uptime_after"] = os.popen("uptime").read().strip()
         results["sizes"].append(entry)
         if args.json:

@@ -37,6 +37,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..config import ColumnMapping, FeatureConfig
+from ..schema import AMOUNT, CARD_ID, LABEL, LABEL_TIME, TERMINAL_ID, TIMESTAMP, TRANSACTION_ID
 
 TRANSACTION, CARD, TERMINAL, CARD_TERMINAL = "transaction", "card", "terminal", "card_terminal"
 ROW_AGGREGATIONS = ("amount", "log_amount", "hour", "weekday", "is_night", "is_weekend",
@@ -48,7 +49,9 @@ CROSS_AGGREGATIONS = ("compromised_cards", "compromised_terminals")  # common po
 # card_compromised_terminals looks at the card's most recently used terminals only: one
 # batched read of their compromise items per transaction online, whatever the card does
 COMPROMISE_RECENT_TERMINALS = 100
-# the canonical columns an optional feature needs (by aggregation): without them it is dropped
+# the canonical columns an optional feature needs (by aggregation): without them it is
+# dropped. Every feature reads the core columns; the engines read no others
+CORE_COLUMNS = (TRANSACTION_ID, TIMESTAMP, CARD_ID, TERMINAL_ID, AMOUNT, LABEL, LABEL_TIME)
 NEEDS_COLUMNS = {"is_online": ("channel",), "distance_km": ("card_lat", "card_lon", "terminal_lat", "terminal_lon"),
                  **{agg: ("label",) for agg in LABEL_AGGREGATIONS + CROSS_AGGREGATIONS}}
 # feature families, for the ablation table (fraud.ablation): aggregation -> family
@@ -128,6 +131,12 @@ class FeatureSpec:
             g = bucket_seconds(w)
             out[g] = max(out.get(g, 0), n_buckets(w))
         return out
+
+    def columns_read(self) -> list[str]:
+        """The canonical columns the engines read to compute these features (the Dask
+        engine shuffles only these and the ones asked to be kept)."""
+        extra = (c for f in self.features for c in NEEDS_COLUMNS.get(f.aggregation, ()))
+        return list(dict.fromkeys([*CORE_COLUMNS, *extra]))
 
     def needs(self, *aggregations: str) -> bool:
         return any(f.aggregation in aggregations for f in self.features)
