@@ -200,7 +200,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     parser.add_argument("--repeat", type=int, default=1, help="tries per path and size, alternating "
                         "the paths; the table keeps each path's fastest")
-    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--json", type=Path, help="write the figures here (an existing file keeps the sizes "
+                        "not measured now)")
     parser.add_argument("--plot", type=Path, help="draw the figure here (with --json: from that file alone if "
                                                    "--rows is not given on the command line)")
     parser.add_argument("--compute-only", action="store_true",
@@ -213,27 +214,32 @@ def main(argv=None) -> int:
     if args.measure:
         print(json.dumps(measure(args.measure, args.workers[0], write=not args.compute_only)), flush=True)
         return 0
-    results = {"uptime": os.popen("uptime").read().strip(), "cpus": os.cpu_count(), "sizes": []}
+    results = {"cpus": os.cpu_count(), "sizes": []}
+    if args.json and args.json.exists():  # sizes measured now replace theirs; the others stay
+        results["sizes"] = [e for e in json.loads(args.json.read_text())["sizes"] if e["rows_asked"] not in args.rows]
     failed: set[int] = set()
     for rows in args.rows:
         path = args.data_dir / str(rows)
         started = time.perf_counter()
         generate(path, rows, args.days, args.shards or max(2, -(-rows // ROWS_PER_SHARD)))
-        entry = {"rows_asked": rows, "generate_s": time.perf_counter() - started, "tries": []}
+        entry = {"rows_asked": rows, "generate_s": time.perf_counter() - started, "repeat": args.repeat,
+                 "uptime_before": os.popen("uptime").read().strip(), "tries": []}
+        failing: set[int] = set()  # this size: a path that failed once is not tried again
         for attempt in range(args.repeat):  # the paths alternate, so a slow spell hits them all
             for workers in args.workers:
-                if workers in failed:
-                    if not attempt:
+                if workers in failed or workers in failing:
+                    if workers in failed and not attempt:
                         entry["tries"].append({"workers": workers, "failed": "skipped: a smaller size failed"})
                     continue
                 run = run_one(path, workers, args.timeout, write=not args.compute_only)
                 entry["tries"].append(run)
                 if "failed" in run:
-                    failed.add(workers)
+                    failing.add(workers)
                 print(json.dumps({"rows": rows, "try": attempt, **run}), flush=True)
         entry["runs"] = best_runs(entry["tries"])
+        failed |= {run["workers"] for run in entry["runs"] if "failed" in run}  # never completed this size
         entry["uptime_after"] = os.popen("uptime").read().strip()
-        results["sizes"].append(entry)
+        results["sizes"] = sorted([*results["sizes"], entry], key=lambda e: e["rows_asked"])
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=2))

@@ -92,12 +92,12 @@ def _write_days(part: pd.DataFrame, path: str, partition_info=None) -> pd.Series
 
 def _write_options(table):
     """Dictionary encoding only where values repeat (ids of cards and terminals, labels,
-    patterns): a float feature's dictionary overflows and is thrown away page by page, which
-    was 60 % of the write (1M rows: 1.37 s against 0.51 s, files 6 % larger)."""
+    patterns): a float feature's or a timestamp's dictionary overflows and is thrown away
+    page by page, which was 60 % of the write (1M rows: 1.37 s against 0.51 s)."""
     import pyarrow.dataset as ds
 
-    repeating = [field.name for field in table.schema
-                 if field.name != TRANSACTION_ID and not pa.types.is_floating(field.type)]
+    repeating = [field.name for field in table.schema if field.name != TRANSACTION_ID
+                 and not pa.types.is_floating(field.type) and not pa.types.is_timestamp(field.type)]
     return ds.ParquetFileFormat().make_write_options(use_dictionary=repeating)
 
 

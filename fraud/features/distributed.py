@@ -28,28 +28,20 @@ from .batch import CrossContext, build_features
 from .spec import CARD, CARD_TERMINAL, CROSS_AGGREGATIONS, TERMINAL, TRANSACTION, FeatureSpec
 
 log = logging.getLogger(__name__)
+MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 
 
 @contextlib.contextmanager
 def dask_client(address: str | None = "local", n_workers: int | None = None):
     """A distributed Client: ``"local"`` starts a LocalCluster (the embedded default),
-    anything else is a scheduler address.
-
-    The local workers keep glibc's adaptive mmap threshold: Dask's default
-    ``MALLOC_TRIM_THRESHOLD_`` (which returns memory to the OS sooner) turns it off, so
-    every array of a partition's columns is a fresh mmap and page-faulted in again; the
-    5M-row feature table on one worker took a median 18.3 s with it and 16.3 s without
-    (five alternating runs each). A worker may hold on to some freed memory instead."""
-    import dask
+    anything else is a scheduler address (whose workers are configured where they run)."""
     from dask.distributed import Client, LocalCluster
 
     if address in (None, "", "local"):
         import os
 
         workers = n_workers or max(1, min(4, os.cpu_count() or 1))
-        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-                   if k != "MALLOC_TRIM_THRESHOLD_"}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+        with _adaptive_malloc(), \
                 LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                              dashboard_address=None, silence_logs=logging.WARNING) as cluster, \
                 Client(cluster) as client:
@@ -59,6 +51,29 @@ def dask_client(address: str | None = "local", n_workers: int | None = None):
         with Client(address) as client:
             log.info("dask scheduler %s", address)
             yield client
+
+
+@contextlib.contextmanager
+def _adaptive_malloc():
+    """Local workers spawned without ``MALLOC_TRIM_THRESHOLD_``, so glibc keeps its adaptive
+    mmap threshold: Dask's default of that variable (which returns memory to the OS sooner)
+    turns it off, and every array of a partition's columns is a fresh mmap, page-faulted in
+    again; the 5M-row feature table on one worker took a median 18.3 s with it and 16.3 s
+    without (five alternating runs each). A worker may hold on to some freed memory instead.
+    Taken out of Dask's config and, for the cluster's life, out of this process's
+    environment, which workers inherit and a Nanny started earlier in it has set."""
+    import os
+
+    import dask
+
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items() if k != MALLOC_TRIM}
+    saved = os.environ.pop(MALLOC_TRIM, None)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            yield
+    finally:
+        if saved is not None:
+            os.environ[MALLOC_TRIM] = saved
 
 
 def _subspec(spec: FeatureSpec, entities) -> FeatureSpec:
