@@ -43,3 +43,16 @@ def test_the_feature_table_holds_every_row_once_with_the_single_process_features
     inside = subset[(subset["timestamp"] >= start) & (subset["timestamp"] < end)]
     assert 0 < len(window) < len(subset)
     assert sorted(window["transaction_id"]) == sorted(inside["transaction_id"])
+
+
+def test_a_small_table_is_written_whole(small_transactions, spec, tmp_path):
+    """Partitions of a few dozen rows (a day's catch-up, a small merchant) are written like
+    large ones: every row, with its features."""
+    subset = small_transactions.iloc[:120].reset_index(drop=True)
+    with dask.config.set(scheduler="synchronous"):
+        path = write_feature_table(dd.from_pandas(subset, npartitions=4), spec, tmp_path / "features")
+        table = read_feature_table(path).compute()
+    assert sorted(table["transaction_id"]) == sorted(subset["transaction_id"])
+    expected = build_features(subset, spec).set_index(subset["transaction_id"])
+    np.testing.assert_array_equal(table.set_index("transaction_id").loc[expected.index, spec.names].to_numpy(),
+                                  expected.to_numpy())
