@@ -1,6 +1,6 @@
 """What the Dask training path keeps of a fold's rows in the driver is enough: the class
 totals give the fit the same numbers as every row, and the down-sampling does not depend
-on how the rows are partitioned."""
+on how the rows are partitioned; a fold's rows are down-sampled and weighted back."""
 
 from __future__ import annotations
 
@@ -65,3 +65,42 @@ def test_stored_labels_merge_per_partition_like_the_serial_merge(tmp_path, small
         merged = _with_labels(dd.from_pandas(rows, npartitions=3), str(tmp_path / "labels"), None, None).compute()
     pd.testing.assert_frame_equal(merged.reset_index(drop=True), serial.reset_index(drop=True))
     assert (merged["label"] != rows["label"]).sum() == 3  # the store did change something
+
+
+def test_dask_folds_down_sample_negatives_and_weigh_them_back(tmp_path, small_transactions, default_config):
+    """With negative_sample_rate < 1 a Dask fold keeps every fraud known at its cut-off and the
+    negatives whose id draws below the rate, weighted 1 / rate (as the local folds weigh
+    them), and its class totals are those weights' sums; at rate 1 it carries no weights."""
+    import dask
+    import dask.dataframe as dd
+    from dask.distributed import Client
+
+    from batch_jobs.dask_train import first_known, fraud_rows, make_folds
+    from fraud.config import SplitConfig
+    from fraud.features.dask_table import read_feature_table, write_feature_table
+    from fraud.features.spec import FeatureSpec
+    from fraud.splits import make_split
+
+    spec = FeatureSpec.default(default_config.features, default_config.columns)
+    rows = dd.from_pandas(small_transactions, npartitions=2)
+    with dask.config.set(scheduler="synchronous"):
+        path = write_feature_table(rows, spec, tmp_path / "features")
+        known = first_known(fraud_rows(rows))
+    split = make_split(small_transactions["timestamp"], SplitConfig(train_days=9, validation_days=5, test_days=5,
+                                                                    prequential_folds=2),
+                       pd.Timedelta(default_config.data.label_delay))
+    assert len(split.folds) == 2
+    rate, seed = 0.25, 11
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        folds = make_folds(client, path, split, list(spec.names), rate, seed, known)
+        whole = make_folds(client, path, split, list(spec.names), 1.0, seed, known)
+        for fold, window, unweighted in zip(folds, split.folds, whole, strict=True):
+            y, w = fold.y_train.compute().to_numpy(), fold.w_train.compute().to_numpy()
+            table = read_feature_table(path, window.train.start, window.train.end).compute()
+            frauds = ((table["label"] == 1) & (table["label_time"] < window.label_cutoff)).to_numpy()
+            kept = frauds | (row_uniform(table["transaction_id"], seed) < rate)
+            assert len(y) == fold.n_train == kept.sum() and y.sum() == frauds.sum() > 0
+            assert set(w[y == 1]) == {1.0} and set(w[y == 0]) == {1 / rate}
+            assert fold.totals == pytest.approx(((1 / rate) * (len(y) - y.sum()), float(y.sum())))
+            assert 0.2 < (len(y) - y.sum()) / (~frauds).sum() < 0.3  # about a quarter of the negatives
+            assert unweighted.w_train is None and unweighted.n_train == len(table)
