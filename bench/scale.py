@@ -123,10 +123,9 @@ def measure(path: str, workers: int, write: bool = True) -> dict:
                     write_feature_table(valid, spec, Path(target) / "features")
                     shutil.rmtree(target, ignore_errors=True)
                 else:
-                    from fraud.features.dask_table import feature_table, shuffle_method
+                    from fraud.features.dask_table import feature_table
 
-                    with shuffle_method(valid.npartitions):
-                        feature_table(valid, spec).map_partitions(len).sum().compute()
+                    feature_table(valid, spec).map_partitions(len).sum().compute()
         done = time.perf_counter()
     out.update(rows=rows, read_s=read - started, features_s=done - read, total_s=done - started,
                features_rows_per_s_per_core=rows / (done - read) / max(workers, 1),

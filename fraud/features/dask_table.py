@@ -51,16 +51,6 @@ def _with_date(part: pd.DataFrame) -> pd.DataFrame:
     return part.assign(**{DATE: pd.array(pa.array(names, pa.string()).take(pa.array(offset)), dtype="string")})
 
 
-def shuffle_method(npartitions: int):
-    """The feature passes' shuffle: task-based for a few dozen partitions, where p2p's fixed
-    cost per shuffle dominates (140k rows, 4 partitions, 2 workers: 17 s against 26 s; 1M
-    rows, 2 partitions, 1 worker: 0.9 s against 4.8 s, and p2p's output partitions made
-    the features 2.3x slower), p2p beyond."""
-    import dask
-
-    return dask.config.set({"dataframe.shuffle.method": "tasks" if npartitions <= 32 else "p2p"})
-
-
 def write_feature_table(transactions, spec: FeatureSpec, path) -> str:
     """Compute the feature table on the workers into partitioned Parquet at ``path``: each
     partition writes its rows of a day to ``date=YYYY-MM-DD/part-<partition>-0.parquet``
@@ -68,11 +58,9 @@ def write_feature_table(transactions, spec: FeatureSpec, path) -> str:
     Dask's ``to_parquet(partition_on=...)`` splits by day in pandas and took twice as long
     as the dataset writer on 1M rows). The days are read back by partition pruning."""
     Path(path).mkdir(parents=True, exist_ok=True)
-    with shuffle_method(transactions.npartitions):
-        table = feature_table(transactions, spec)
-        written = table.map_partitions(_write_days, str(path), meta=pd.Series(dtype=np.int64),
-                                       partition_info=None)
-        written.sum().compute()
+    table = feature_table(transactions, spec)
+    written = table.map_partitions(_write_days, str(path), meta=pd.Series(dtype=np.int64), partition_info=None)
+    written.sum().compute()
     return str(path)
 
 
